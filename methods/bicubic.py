@@ -1,0 +1,24 @@
+"""Bicubic upsampling: the reference row of every table.
+
+A test-time "method" with nothing to train, so it shares the run-record format and appears in
+reports like any other row (training data: none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from methods.base import Method
+from robustsr_bench.data.degradations import bicubic_resize
+
+
+class Bicubic(Method):
+    name = "bicubic"
+    trains = False
+
+    @torch.no_grad()
+    def restore(self, lr: Tensor, net: nn.Module | None, cfg: Any) -> Tensor:
+        return bicubic_resize(lr, scale_factor=cfg.scale)

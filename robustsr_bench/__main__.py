@@ -1,0 +1,5 @@
+"""``python -m robustsr_bench``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,332 @@
+"""Typed run configuration: dataclasses, filled from YAML layers and ``--set`` overrides.
+
+A run's configuration is resolved in a fixed order, each layer overriding the one before:
+
+1. the dataclass defaults below (the paper's values),
+2. ``configs/profiles/<profile>.yaml``            (smoke / paper scale),
+3. ``configs/methods/<method>.yaml`` ``config:``   (method defaults),
+4. the same file's ``profiles.<profile>:`` block   (method x profile specifics),
+5. each ablation's ``set:`` block, in the order given with ``+``,
+6. the user's ``--set key.path=value`` overrides.
+
+omegaconf does the merging and type checking; this module turns its exceptions into the one-line
+errors users see. Method adapters add their own sections (for example RSR's ``attack``) by
+declaring an ``options`` dataclass whose fields are appended to :class:`RunConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf import errors as oc_errors
+
+from .errors import ConfigError
+
+_FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
+
+
+def check(ok: bool, key: str, value: Any, valid: str) -> None:
+    """Raise the standard one-line error for a field whose value is out of range."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid; expected {valid}")
+
+
+@dataclass
+class ModelConfig:
+    """RRDBNet generator size (ESRGAN defaults)."""
+
+    num_feat: int = 64
+    num_block: int = 23
+    num_grow_ch: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("num_feat", "num_block", "num_grow_ch"):
+            value = getattr(self, name)
+            check(value >= 1, f"model.{name}", value, "an integer >= 1")
+
+
+@dataclass
+class DiscConfig:
+    """VGG-style discriminator; ``input_size`` must equal the HR training patch."""
+
+    num_feat: int = 64
+
+
+@dataclass
+class LossConfig:
+    """Training objective.
+
+    ``mode: psnr`` trains with L1 alone (weight 1). ``mode: gan`` is ESRGAN's objective:
+    L1 x ``pixel_weight`` + VGG19 perceptual x ``perceptual_weight`` + RaGAN x ``gan_weight``.
+    """
+
+    mode: str = "psnr"
+    pixel_weight: float = 0.01
+    perceptual_weight: float = 1.0
+    perceptual_layer: str = "conv5_4"
+    gan_weight: float = 0.005
+
+    def __post_init__(self) -> None:
+        check(self.mode in ("psnr", "gan"), "loss.mode", self.mode, "one of: psnr, gan")
+        for name in ("pixel_weight", "perceptual_weight", "gan_weight"):
+            value = getattr(self, name)
+            check(value >= 0, f"loss.{name}", value, "a number >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule (ESRGAN's Adam + MultiStep halving + EMA).
+
+    ``init`` says where G starts: ``scratch``, ``baseline`` (the clean ESRGAN run of the same
+    profile, trained first if absent; the papers' fine-tuning protocol) or a checkpoint path.
+    ``milestones`` are absolute iterations at which the learning rate is multiplied by ``gamma``.
+    """
+
+    iters: int = 18000
+    init: str = "baseline"
+    batch_size: int = 16
+    patch_size: int = 128
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    milestones: list[int] = field(default_factory=lambda: [9000])
+    gamma: float = 0.5
+    ema_decay: float = 0.999
+    grad_clip: float = 0.0
+    ckpt_every: int = 1000
+    keep_ckpts: int = 2
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.iters >= 0, "train.iters", self.iters, "an integer >= 0")
+        check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        check(self.patch_size >= 4, "train.patch_size", self.patch_size, "an integer >= 4")
+        check(self.lr > 0, "train.lr", self.lr, "a number > 0")
+        check(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "a number in [0, 1)")
+        check(self.ckpt_every >= 1, "train.ckpt_every", self.ckpt_every, "an integer >= 1")
+        check(self.keep_ckpts >= 1, "train.keep_ckpts", self.keep_ckpts, "an integer >= 1")
+        check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a number >= 0 (0 = off)")
+        check(len(self.betas) == 2, "train.betas", self.betas, "two numbers, e.g. [0.9, 0.99]")
+
+
+@dataclass
+class DataConfig:
+    """Training data.
+
+    ``train: embedded`` uses the photos that ship with scikit-image/matplotlib (see
+    ``robustsr_bench.data.embedded``); ``train: folder`` reads HR images from ``hr_dir`` and
+    makes LR on the fly, or reads pairs when ``lr_dir`` is set too.
+    """
+
+    train: str = "embedded"
+    hr_dir: str = ""
+    lr_dir: str = ""
+
+    def __post_init__(self) -> None:
+        check(self.train in ("embedded", "folder"), "data.train", self.train,
+              "one of: embedded, folder")
+        check(self.train != "folder" or bool(self.hr_dir), "data.hr_dir", self.hr_dir,
+              "a folder of HR images when data.train=folder")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol: which suites (columns of the table) and metrics."""
+
+    suites: list[str] = field(default_factory=lambda: ["clean"])
+    metrics: list[str] = field(default_factory=lambda: ["psnr_y", "ssim_y"])
+    images: str = "embedded"
+
+
+@dataclass
+class RuntimeConfig:
+    """How a run executes; never changes its numbers, so it is left out of the run id."""
+
+    device: str = "auto"
+    num_workers: int = 0
+    log_every: int = 50
+    progress: bool = True
+    bf16: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one run. Method adapters append their own sections."""
+
+    method: str = "esrgan"
+    ablation: str = ""
+    profile: str = "smoke"
+    seed: int = 0
+    scale: int = 4
+    model: ModelConfig = field(default_factory=ModelConfig)
+    disc: DiscConfig = field(default_factory=DiscConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        check(self.scale in (2, 3, 4), "scale", self.scale, "one of: 2, 3, 4")
+        check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# values
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value: YAML scalars/lists plus ``a/b`` fractions (``14/255``)."""
+    match = _FRACTION.match(text)
+    if match:
+        return float(match.group(1)) / float(match.group(2))
+    try:
+        return _convert_fractions(yaml.safe_load(text))
+    except yaml.YAMLError:
+        return text
+
+
+def _convert_fractions(obj: Any) -> Any:
+    """Turn every ``a/b`` string inside a YAML document into a float (``eps: 14/255``)."""
+    if isinstance(obj, str):
+        match = _FRACTION.match(obj)
+        return float(match.group(1)) / float(match.group(2)) if match else obj
+    if isinstance(obj, Mapping):
+        return {k: _convert_fractions(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_convert_fractions(v) for v in obj]
+    return obj
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping safely; an empty file is an empty mapping."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return _convert_fractions(data)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["train.iters=10", "attack.eps=14/255"]`` -> ``{"train.iters": 10, ...}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. train.iters=100")
+        out[key] = parse_value(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# schema and merging
+
+
+def schema_for(options: type | None) -> type:
+    """The run config dataclass for a method: :class:`RunConfig` plus the method's sections."""
+    if options is None:
+        return RunConfig
+    extra = [(f.name, f.type, f) for f in dataclasses.fields(options)]
+    return dataclasses.make_dataclass(f"{options.__name__}RunConfig", extra, bases=(RunConfig,))
+
+
+def _dotted_to_nested(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _valid_keys(base: DictConfig, dotted: str) -> str:
+    node: Any = base
+    for part in dotted.split(".")[:-1]:
+        if isinstance(node, DictConfig) and part in node:
+            node = node[part]
+        else:
+            break
+    keys = list(node.keys()) if isinstance(node, DictConfig) else []
+    return ", ".join(str(k) for k in keys)
+
+
+def merge_layer(base: DictConfig, layer: Mapping[str, Any], source: str) -> DictConfig:
+    """Merge one layer (nested or dotted keys) into the typed config, naming ``source`` on error."""
+    nested = _dotted_to_nested(flatten(layer)) if layer else {}
+    for dotted, value in flatten(nested).items():
+        try:
+            OmegaConf.update(base, dotted, value, merge=True)
+        except (oc_errors.ConfigKeyError, oc_errors.ConfigAttributeError, AttributeError,
+                KeyError):
+            raise ConfigError(f"{source}: unknown key '{dotted}'; valid keys here: "
+                              f"{_valid_keys(base, dotted)}") from None
+        except oc_errors.ValidationError as exc:
+            raise ConfigError(f"{source}: {dotted}={value!r} has the wrong type "
+                              f"({_short(exc)})") from None
+    return base
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0]
+
+
+def typed_base(schema: type) -> DictConfig:
+    base = OmegaConf.structured(schema)
+    OmegaConf.set_struct(base, True)
+    return base
+
+
+def to_object(cfg: DictConfig) -> Any:
+    """Instantiate the dataclasses; their ``__post_init__`` range checks run here."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except oc_errors.ValidationError as exc:
+        raise ConfigError(_short(exc)) from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, JSON/YAML-safe dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable hash of everything that changes a run's numbers (``runtime`` is excluded)."""
+    data = to_dict(cfg)
+    data.pop("runtime", None)
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,84 @@
+"""Evaluation suites: named, seeded degradations of held-out images, generated once and cached.
+
+A suite is the smoke profile's stand-in for a real-world test set: each is a column of the result
+table. Its YAML (``configs/suites/<name>.yaml``) lists degradation ops; a two-number range is drawn
+per image from a generator seeded with ``(suite seed, image index)``, so every model is evaluated
+on exactly the same LR images. The LR/HR pairs are written to
+``<workdir>/cache/suites/<name>-x<scale>-<hash>/`` with ``meta.json`` written last, and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import registry
+from ..errors import ConfigError
+from ..results import atomic_write_text
+from .degradations import apply_ops, mod_crop, realesrgan_ops
+from .io import load_image, save_image, to_tensor
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EvalImage:
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray | None
+
+
+def suite_ops(name: str) -> list[dict]:
+    spec = registry.suite(name)
+    ops = spec.get("ops")
+    if ops == "realesrgan":
+        return realesrgan_ops()
+    if not isinstance(ops, list) or not ops:
+        raise ConfigError(f"suite '{name}': 'ops' must be a list of degradation steps or "
+                          f"'realesrgan'")
+    return ops
+
+
+def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Path:
+    spec = registry.suite(name)
+    key = json.dumps({"spec": spec, "ops": suite_ops(name), "scale": scale, "v": FORMAT_VERSION,
+                      "images": [str(p) for p in images]}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return root / "cache" / "suites" / f"{name}-x{scale}-{digest}"
+
+
+def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
+    seed = int(registry.suite(name).get("seed", 0))
+    ops = suite_ops(name)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for index, path in enumerate(images):
+        hr = mod_crop(to_tensor(load_image(path)), scale)
+        lr = apply_ops(hr, ops, scale, np.random.default_rng([seed, index]))
+        save_image(tmp / "hr" / f"{path.stem}.png", hr)
+        save_image(tmp / "lr" / f"{path.stem}.png", lr)
+    atomic_write_text(tmp / "meta.json", json.dumps({"suite": name, "scale": scale,
+                                                     "images": [p.stem for p in images]}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def load_suite(name: str, scale: int, images: Sequence[Path], root: Path) -> list[EvalImage]:
+    """The suite's (LR, HR) pairs, generated on first use."""
+    out = _cache_dir(name, scale, images, root)
+    if not (out / "meta.json").is_file():
+        _generate(name, scale, images, out)
+    stems = json.loads((out / "meta.json").read_text())["images"]
+    return [EvalImage(stem, load_image(out / "lr" / f"{stem}.png"),
+                      load_image(out / "hr" / f"{stem}.png")) for stem in stems]
+
+
+def describe(name: str) -> str:
+    return str(registry.suite(name).get("description", ""))
+

@@ -1,0 +1,44 @@
+"""What ``list`` prints: every registered name with its one-line meaning."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from . import registry
+
+
+def _methods() -> list[tuple[str, str]]:
+    return [(n, registry.method_spec(n).description) for n in registry.method_names()]
+
+
+def _ablations(method: str | None) -> list[tuple[str, str]]:
+    names = [method] if method else registry.method_names()
+    rows = []
+    for name in names:
+        spec = registry.method_spec(name)
+        rows += [(f"{name}:{a.name}", a.help) for a in spec.ablations.values()]
+    return rows
+
+
+def _named(folder: str) -> list[tuple[str, str]]:
+    load = registry.profile if folder == "profiles" else registry.suite
+    return [(n, str(load(n).get("description", ""))) for n in registry.names_in(folder)]
+
+
+def _metrics() -> list[tuple[str, str]]:
+    from .metrics import create_metric, list_metrics
+
+    rows = []
+    for name in list_metrics():
+        m = create_metric(name)
+        direction = "higher is better" if m.higher_is_better else "lower is better"
+        ref = "needs reference" if m.needs_reference else "no reference"
+        rows.append((name, f"{direction}; {ref}"))
+    return rows
+
+
+def render(kind: str, method: str | None = None) -> str:
+    rows = {"methods": _methods, "profiles": lambda: _named("profiles"),
+            "suites": lambda: _named("suites"), "metrics": _metrics,
+            "ablations": lambda: _ablations(method)}[kind]()
+    return tabulate(rows, headers=[kind[:-1], "description"], tablefmt="plain")

@@ -1,0 +1,123 @@
+"""Run records: one directory per run, written atomically, aggregated by a separate step.
+
+``<workdir>/runs/<run_id>/`` holds ``config.yaml`` (resolved), ``metrics.csv`` (tidy: one row per
+image x metric x suite), ``summary.json`` (written last: its presence with ``status: done`` is what
+"finished" means), ``models/`` and ``training_states/`` (BasicSR naming), ``train.log`` and
+``tb/``. Nothing is a shared mutable file, so concurrent runs cannot tear each other's records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from .config import config_hash, dump_yaml
+from .errors import UserError
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+METRIC_COLUMNS = ["run_id", "method", "ablation", "profile", "seed", "suite", "image", "metric",
+                  "value"]
+
+
+def workdir(override: str | os.PathLike | None = None) -> Path:
+    """Where runs and caches live: ``--workdir``, else ``$ROBUSTSR_WORKDIR``, else ``./work``."""
+    return Path(override or os.environ.get("ROBUSTSR_WORKDIR") or "work")
+
+
+def safe_name(name: str, what: str = "run name") -> str:
+    """Refuse names that could escape the runs folder (``../x``, ``/abs``, empty)."""
+    if not _SAFE.match(name) or ".." in name:
+        raise UserError(f"{what} {name!r} is not allowed; use letters, digits and _ . + = - "
+                        f"(no '/', no '..')")
+    return name
+
+
+def run_id(cfg: Any) -> str:
+    """``<method>[-<ablation>]-<profile>-s<seed>-<hash8>``: readable, and unique per config."""
+    parts = [cfg.method] + ([cfg.ablation] if cfg.ablation else [])
+    parts += [cfg.profile, f"s{cfg.seed}", config_hash(cfg)[:8]]
+    return safe_name("-".join(parts))
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
+
+    A crash (or a full disk) leaves the old file untouched and only a stray ``.tmp`` behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == 28:
+            raise UserError(f"{path}: disk full while writing; the previous file is intact") from None
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@dataclass
+class RunDir:
+    """The folder of one run and the files in it."""
+
+    path: Path
+
+    @classmethod
+    def for_config(cls, cfg: Any, root: Path) -> "RunDir":
+        return cls(root / "runs" / run_id(cfg))
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    def is_done(self) -> bool:
+        return self.read_summary().get("status") == "done"
+
+    def read_summary(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.summary_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def write_config(self, cfg: Any) -> None:
+        atomic_write_text(self.path / "config.yaml", dump_yaml(cfg))
+
+    def write_metrics(self, frame: pd.DataFrame) -> None:
+        atomic_write_text(self.path / "metrics.csv", frame.to_csv(index=False))
+
+    def read_metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "metrics.csv")
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True))
+
+
+def summarize(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Mean of every metric per suite: ``{suite: {metric: mean}}``."""
+    means = frame.groupby(["suite", "metric"])["value"].mean()
+    out: dict[str, dict[str, float]] = {}
+    for (suite, metric), value in means.items():
+        out.setdefault(str(suite), {})[str(metric)] = float(value)
+    return out

@@ -1,0 +1,123 @@
+"""One run, end to end: weights check -> initial weights -> train -> evaluate -> record.
+
+``execute`` is what ``run`` calls in-process and what every launcher (local, Slurm) calls inside a
+job. A finished run (``summary.json`` with ``status: done``) is returned as it is unless
+``force``; an interrupted one resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from methods.base import Method
+from . import __version__, registry, weights
+from .config import config_hash, flatten, to_dict
+from .errors import ConfigError
+from .evaluate import evaluate
+from .nets.rrdbnet import load_generator_file
+from .results import RunDir, summarize
+from .trainer import Checkpoints, Trainer, select_device, torch_load
+
+log = logging.getLogger("robustsr_bench")
+BASELINE_METHOD = "esrgan"
+_SHARED_SECTIONS = ("scale", "model", "disc", "data")
+
+
+def baseline_config(cfg: Any) -> Any:
+    """The clean ESRGAN run a robust method fine-tunes from: same profile, seed, architecture
+    and training data; the rest from the baseline's own YAML."""
+    shared = {k: v for k, v in to_dict(cfg).items() if k in _SHARED_SECTIONS}
+    return registry.resolve_config(BASELINE_METHOD, cfg.profile, "", cfg.seed, flatten(shared))
+
+
+def reference_config(cfg: Any) -> Any:
+    """The bicubic row evaluated on exactly the same suites as ``cfg``."""
+    shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"]}
+    return registry.resolve_config("bicubic", cfg.profile, "", cfg.seed, flatten(shared))
+
+
+def needed_weights(cfg: Any, method: Method) -> list[str]:
+    if cfg.loss.mode == "gan" or method.needs_perceptual(cfg):
+        return ["vgg19"]
+    return []
+
+
+def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None, str]:
+    """G's starting weights per ``train.init`` and where they came from."""
+    init = cfg.train.init
+    if init == "scratch" or not method.trains:
+        return None, "scratch"
+    if init == "baseline":
+        if cfg.method == BASELINE_METHOD:
+            raise ConfigError("train.init=baseline is invalid for the baseline itself; "
+                              "use scratch or a checkpoint path")
+        base_run = execute(baseline_config(cfg), root)
+        path = Checkpoints(base_run, 1).final_generator()
+        return torch_load(path)["params_ema"], base_run.run_id
+    net = method.build_generator(cfg)
+    load_generator_file(net, Path(init))
+    return net.state_dict(), str(init)
+
+
+@contextmanager
+def run_logging(run: RunDir) -> Iterator[None]:
+    """Send the package's log to ``<run>/train.log`` for the duration of the run."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run.path / "train.log")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("robustsr_bench")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
+    """Train (unless test-time) and evaluate one run; returns its finished directory."""
+    run = RunDir.for_config(cfg, root)
+    if run.is_done() and not force:
+        log.info("%s: finished run found, reusing it (--force to redo)", run.run_id)
+        return run
+    method = registry.method_spec(cfg.method).load_adapter()
+    paths = weights.require(needed_weights(cfg, method))
+    init_g, init_from = initial_generator(cfg, method, root)
+    if force and run.path.exists():
+        shutil.rmtree(run.path)
+    with run_logging(run):
+        run.write_config(cfg)
+        log.info("run %s: method=%s ablation=%s profile=%s seed=%d init=%s", run.run_id,
+                 cfg.method, cfg.ablation or "-", cfg.profile, cfg.seed, init_from)
+        device = select_device(cfg.runtime.device)
+        t0 = time.perf_counter()
+        net = None
+        if method.trains:
+            net = Trainer(cfg, method, run, init_g, paths.get("vgg19")).fit()
+        t1 = time.perf_counter()
+        frame = evaluate(cfg, method, net, run.run_id, root, device)
+        run.write_metrics(frame)
+        run.write_summary(_summary(cfg, run, init_from, t1 - t0, time.perf_counter() - t1, frame))
+    return run
+
+
+def _summary(cfg: Any, run: RunDir, init_from: str, train_s: float, eval_s: float,
+             frame: Any) -> dict[str, Any]:
+    trained_on = "none" if cfg.method == "bicubic" else (
+        "embedded" if cfg.data.train == "embedded" else cfg.data.hr_dir)
+    return {"status": "done", "run_id": run.run_id, "method": cfg.method,
+            "ablation": cfg.ablation, "profile": cfg.profile, "seed": cfg.seed,
+            "config_hash": config_hash(cfg), "version": __version__, "init": init_from,
+            "trained_on": trained_on, "suites": list(cfg.eval.suites),
+            "train_seconds": round(train_s, 3), "eval_seconds": round(eval_s, 3),
+            "device": str(select_device(cfg.runtime.device)), "torch": torch.__version__,
+            "means": summarize(frame)}

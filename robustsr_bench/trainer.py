@@ -1,0 +1,307 @@
+"""The one training loop every method shares.
+
+Per step: seed -> batch -> ``method.make_inputs`` (the robust part) -> ``method.forward`` -> shared
+ESRGAN losses + ``method.extra_losses`` -> G step -> D step (GAN profile) -> LR schedule -> EMA ->
+log -> checkpoint. The trainer owns optimisers, EMA, checkpoints and resume; adapters own nothing
+of that.
+
+Resume is bit-identical on CPU: every step reseeds torch from ``(seed, step)`` and the data
+stream is a pure function of the sample index (see ``data.datasets``), so a run killed after step
+``k`` and resumed from its checkpoint computes the same steps ``k+1..`` as one never killed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from methods.base import Batch, Method, Modules, TrainContext
+from . import __version__
+from .config import config_hash
+from .data.datasets import make_train_loader
+from .errors import UserError
+from .losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
+from .nets.discriminator import VGGStyleDiscriminator
+from .nets.vgg import VGGFeatureExtractor
+from .results import RunDir, atomic_path
+
+log = logging.getLogger("robustsr_bench")
+
+
+class NonFiniteLossError(UserError):
+    """A loss became NaN/inf; the run stops and keeps its last good checkpoint."""
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63)
+
+
+def set_requires_grad(net: nn.Module | None, flag: bool) -> None:
+    if net is not None:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def torch_load(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Checkpoints:
+    """BasicSR-style files: ``models/net_g_<step>.pth`` (``params`` + ``params_ema``),
+    ``models/net_d_<step>.pth`` and ``training_states/<step>.state``, the state written last."""
+
+    def __init__(self, run: RunDir, keep: int):
+        self.models, self.states, self.keep = run.path / "models", run.path / "training_states", keep
+
+    def steps(self) -> list[int]:
+        found = [int(p.stem) for p in self.states.glob("*.state") if p.stem.isdigit()]
+        return sorted(found, reverse=True)
+
+    def save(self, step: int, files: dict[str, Any]) -> None:
+        atomic_torch_save(files["net_g"], self.models / f"net_g_{step}.pth")
+        if files.get("net_d") is not None:
+            atomic_torch_save(files["net_d"], self.models / f"net_d_{step}.pth")
+        atomic_torch_save(files["state"], self.states / f"{step}.state")
+        for old in self.steps()[self.keep:]:
+            for path in (self.states / f"{old}.state", self.models / f"net_g_{old}.pth",
+                         self.models / f"net_d_{old}.pth"):
+                path.unlink(missing_ok=True)
+
+    def load_latest(self, with_d: bool) -> tuple[int, dict[str, Any]] | None:
+        """The newest complete, readable checkpoint; a torn or corrupt one is skipped."""
+        for step in self.steps():
+            try:
+                files = {"state": torch_load(self.states / f"{step}.state"),
+                         "net_g": torch_load(self.models / f"net_g_{step}.pth")}
+                if with_d:
+                    files["net_d"] = torch_load(self.models / f"net_d_{step}.pth")
+                return step, files
+            except Exception as exc:  # noqa: BLE001 - any unreadable file means "try older"
+                log.warning("checkpoint at step %d unreadable (%s); trying an older one", step, exc)
+        return None
+
+    def final_generator(self) -> Path:
+        return self.models / f"net_g_{self.steps()[0]}.pth"
+
+
+class Trainer:
+    """Trains ``method``'s generator under ``cfg`` inside ``run``; see the module docstring."""
+
+    def __init__(self, cfg: Any, method: Method, run: RunDir, init_g: dict[str, Tensor] | None,
+                 vgg_path: Path | None):
+        self.cfg, self.method, self.run = cfg, method, run
+        self.device = select_device(cfg.runtime.device)
+        torch.manual_seed(cfg.seed)
+        g = method.build_generator(cfg)
+        if init_g is not None:
+            g.load_state_dict(init_g)
+        gan = cfg.loss.mode == "gan"
+        d = VGGStyleDiscriminator(3, cfg.disc.num_feat, cfg.train.patch_size) if gan else None
+        self.modules = Modules(g.to(self.device), d.to(self.device) if d else None,
+                               method.build_aux(cfg, self.device))
+        self.g_ema = copy.deepcopy(self.modules.g).eval()
+        set_requires_grad(self.g_ema, False)
+        self.perceptual = self._perceptual(vgg_path)
+        self.opt_g = self._adam(self.modules.g)
+        self.opt_d = self._adam(d) if d is not None else None
+        self.sched_g = self._sched(self.opt_g)
+        self.sched_d = self._sched(self.opt_d) if self.opt_d else None
+        self.ckpt = Checkpoints(run, cfg.train.keep_ckpts)
+        self.hash = config_hash(cfg)
+
+    def _perceptual(self, vgg_path: Path | None) -> PerceptualLoss | None:
+        if vgg_path is None:
+            return None
+        extractor = VGGFeatureExtractor(self.cfg.loss.perceptual_layer, weights_path=vgg_path)
+        return PerceptualLoss(extractor.to(self.device), weight=1.0)
+
+    def _adam(self, net: nn.Module) -> torch.optim.Adam:
+        t = self.cfg.train
+        return torch.optim.Adam(net.parameters(), lr=t.lr, betas=tuple(t.betas))
+
+    def _sched(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
+        return torch.optim.lr_scheduler.MultiStepLR(opt, self.cfg.train.milestones,
+                                                    self.cfg.train.gamma)
+
+    # -- losses ------------------------------------------------------------------------------
+
+    def content_loss(self, sr: Tensor, gt: Tensor, pixel_weight: float,
+                     perceptual_weight: float) -> Tensor:
+        """L1 x pixel_weight + VGG perceptual x perceptual_weight (when VGG is loaded)."""
+        loss = pixel_weight * F.l1_loss(sr, gt)
+        if perceptual_weight and self.perceptual is not None:
+            loss = loss + perceptual_weight * self.perceptual(sr, gt)
+        return loss
+
+    def shared_losses(self, sr: Tensor, gt: Tensor) -> dict[str, Tensor]:
+        lc = self.cfg.loss
+        if lc.mode == "psnr":
+            return {"l_pix": F.l1_loss(sr, gt)}
+        losses = {"l_pix": lc.pixel_weight * F.l1_loss(sr, gt),
+                  "l_percep": lc.perceptual_weight * self.perceptual(sr, gt)}
+        d = self.modules.d
+        real_pred = d(gt).detach()
+        losses["l_gan"] = lc.gan_weight * ragan_generator_loss(real_pred, d(sr))
+        return losses
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _context(self, step: int) -> TrainContext:
+        return TrainContext(self.cfg, step, self.content_loss, self.perceptual is not None)
+
+    def _autocast(self) -> Any:
+        on = self.cfg.runtime.bf16 and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
+        torch.manual_seed(step_seed(self.cfg.seed, step))
+        ctx, m = self._context(step), self.modules
+        set_requires_grad(m.d, False)
+        with self._autocast():
+            batch = self.method.make_inputs(batch, m, ctx)
+            out = self.method.forward(batch, m, ctx)
+            losses = self.shared_losses(out.sr, batch.gt)
+            losses.update(self.method.extra_losses(batch, out, m, ctx))
+        total = sum(losses.values())
+        self._check_finite(losses, step)
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        if self.cfg.train.grad_clip:
+            nn.utils.clip_grad_norm_(m.g.parameters(), self.cfg.train.grad_clip)
+        self.opt_g.step()
+        if m.d is not None:
+            losses["l_d"] = self._d_step(batch.gt, out.sr.detach())
+        self.sched_g.step()
+        if self.sched_d:
+            self.sched_d.step()
+        self._update_ema()
+        return {k: float(v) for k, v in losses.items()}
+
+    def _d_step(self, gt: Tensor, fake: Tensor) -> Tensor:
+        d = self.modules.d
+        set_requires_grad(d, True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = ragan_discriminator_loss(d(gt), d(fake))
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.train.ema_decay
+        for p_ema, p in zip(self.g_ema.parameters(), self.modules.g.parameters()):
+            p_ema.lerp_(p.detach(), 1 - decay)
+        for b_ema, b in zip(self.g_ema.buffers(), self.modules.g.buffers()):
+            b_ema.copy_(b)
+
+    def _check_finite(self, losses: dict[str, Tensor], step: int) -> None:
+        for name, value in losses.items():
+            if not math.isfinite(float(value)):
+                steps = self.ckpt.steps()
+                kept = f"last good checkpoint: step {steps[0]}" if steps else "no checkpoint yet"
+                raise NonFiniteLossError(
+                    f"{self.run.path}: loss {name} became {float(value)} at step {step + 1}; "
+                    f"run stopped ({kept}); try a lower train.lr or set train.grad_clip")
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save(self, step: int) -> None:
+        meta = {"config_hash": self.hash, "version": __version__, "step": step}
+        state = {"step": step, "opt_g": self.opt_g.state_dict(),
+                 "sched_g": self.sched_g.state_dict(), **meta}
+        if self.opt_d:
+            state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict())
+        self.ckpt.save(step, {
+            "net_g": {"params": self.modules.g.state_dict(),
+                      "params_ema": self.g_ema.state_dict(), "meta": meta},
+            "net_d": {"params": self.modules.d.state_dict()} if self.modules.d else None,
+            "state": state})
+
+    def resume(self) -> int:
+        """Load the newest checkpoint of this run; returns the step to continue from."""
+        found = self.ckpt.load_latest(with_d=self.modules.d is not None)
+        if found is None:
+            return 0
+        step, files = found
+        if files["state"].get("config_hash") != self.hash:
+            raise UserError(f"{self.run.path}: checkpoint at step {step} was made with a different "
+                            f"config; use --force to start this run again")
+        self.modules.g.load_state_dict(files["net_g"]["params"])
+        self.g_ema.load_state_dict(files["net_g"]["params_ema"])
+        self.opt_g.load_state_dict(files["state"]["opt_g"])
+        self.sched_g.load_state_dict(files["state"]["sched_g"])
+        if self.modules.d is not None:
+            self.modules.d.load_state_dict(files["net_d"]["params"])
+            self.opt_d.load_state_dict(files["state"]["opt_d"])
+            self.sched_d.load_state_dict(files["state"]["sched_d"])
+        log.info("resumed %s from step %d", self.run.run_id, step)
+        return step
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self, on_step: Callable[[int], None] | None = None) -> nn.Module:
+        """Train to ``train.iters`` (resuming if possible) and return the EMA generator."""
+        start = self.resume()
+        iters = self.cfg.train.iters
+        if start < iters:
+            self._loop(start, iters, on_step)
+        elif not self.ckpt.steps():
+            self.save(start)
+        return self.g_ema
+
+    def _loop(self, start: int, iters: int, on_step: Callable[[int], None] | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        writer = SummaryWriter(str(self.run.path / "tb"), purge_step=start)
+        bar = tqdm(total=iters, initial=start, desc=self.run.run_id, unit="it",
+                   disable=not self.cfg.runtime.progress, dynamic_ncols=True)
+        self.modules.g.train()
+        t0 = time.perf_counter()
+        try:
+            for step, raw in enumerate(make_train_loader(self.cfg, start), start=start):
+                batch = Batch(raw["lq"], raw["gt"], {k: v for k, v in raw.items()
+                                                     if k not in ("lq", "gt")}).to(self.device)
+                losses = self.train_step(batch, step)
+                done = step + 1
+                self._log(done, losses, writer, bar, t0, start)
+                if done % self.cfg.train.ckpt_every == 0 or done == iters:
+                    self.save(done)
+                if on_step:
+                    on_step(done)
+        finally:
+            bar.close()
+            writer.close()
+
+    def _log(self, done: int, losses: dict[str, float], writer: Any, bar: Any, t0: float,
+             start: int) -> None:
+        bar.update(1)
+        if done % self.cfg.runtime.log_every and done != self.cfg.train.iters:
+            return
+        for name, value in losses.items():
+            writer.add_scalar(f"train/{name}", value, done)
+        writer.add_scalar("train/lr", self.opt_g.param_groups[0]["lr"], done)
+        rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
+        text = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        bar.set_postfix_str(text)
+        log.debug("step %d/%d %s (%.2f it/s)", done, self.cfg.train.iters, text, rate)
