@@ -22,7 +22,7 @@ from .config import config_hash, flatten, to_dict
 from .errors import ConfigError
 from .evaluate import evaluate
 from .nets.rrdbnet import load_generator_file
-from .results import RunDir, summarize
+from .results import RunDir, run_id, summarize
 from .trainer import Checkpoints, Trainer, select_device, torch_load
 
 log = logging.getLogger("robustsr_bench")
@@ -30,11 +30,12 @@ BASELINE_METHOD = "esrgan"
 _SHARED_SECTIONS = ("scale", "model", "disc", "data")
 
 
-def baseline_config(cfg: Any) -> Any:
-    """The clean ESRGAN run a robust method fine-tunes from: same profile, seed, architecture
-    and training data; the rest from the baseline's own YAML."""
+def baseline_config(cfg: Any, method: str = BASELINE_METHOD) -> Any:
+    """The run ``cfg`` fine-tunes from: by default the clean ESRGAN run (the papers' protocol),
+    or the default variant of ``method`` (``train.init: method:and``, e.g. ANDGAN from ANDNet).
+    Same profile, seed, architecture and training data; the rest from that method's YAML."""
     shared = {k: v for k, v in to_dict(cfg).items() if k in _SHARED_SECTIONS}
-    return registry.resolve_config(BASELINE_METHOD, cfg.profile, "", cfg.seed, flatten(shared))
+    return registry.resolve_config(method, cfg.profile, "", cfg.seed, flatten(shared))
 
 
 def reference_config(cfg: Any) -> Any:
@@ -50,15 +51,21 @@ def needed_weights(cfg: Any, method: Method) -> list[str]:
 
 
 def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None, str]:
-    """G's starting weights per ``train.init`` and where they came from."""
+    """G's starting weights per ``train.init`` and where they came from.
+
+    ``scratch``; ``baseline`` (the clean ESRGAN run, trained first if absent); ``method:NAME``
+    (that method's default run, e.g. ANDGAN from ANDNet); or a checkpoint path.
+    """
     init = cfg.train.init
     if init == "scratch" or not method.trains:
         return None, "scratch"
-    if init == "baseline":
-        if cfg.method == BASELINE_METHOD:
-            raise ConfigError("train.init=baseline is invalid for the baseline itself; "
-                              "use scratch or a checkpoint path")
-        base_run = execute(baseline_config(cfg), root)
+    if init == "baseline" or init.startswith("method:"):
+        source = BASELINE_METHOD if init == "baseline" else init.removeprefix("method:")
+        base_cfg = baseline_config(cfg, source)
+        if run_id(base_cfg) == run_id(cfg):
+            raise ConfigError(f"train.init={init} would start this run from itself; "
+                              f"use scratch or a checkpoint path")
+        base_run = execute(base_cfg, root)
         path = Checkpoints(base_run, 1).final_generator()
         return torch_load(path)["params_ema"], base_run.run_id
     net = method.build_generator(cfg)
@@ -106,13 +113,13 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         t1 = time.perf_counter()
         frame = evaluate(cfg, method, net, run.run_id, root, device)
         run.write_metrics(frame)
-        run.write_summary(_summary(cfg, run, init_from, t1 - t0, time.perf_counter() - t1, frame))
+        run.write_summary(_summary(cfg, method, run, init_from, t1 - t0, time.perf_counter() - t1, frame))
     return run
 
 
-def _summary(cfg: Any, run: RunDir, init_from: str, train_s: float, eval_s: float,
-             frame: Any) -> dict[str, Any]:
-    trained_on = "none" if cfg.method == "bicubic" else (
+def _summary(cfg: Any, method: Method, run: RunDir, init_from: str, train_s: float,
+             eval_s: float, frame: Any) -> dict[str, Any]:
+    trained_on = "none" if not method.trains else (
         "embedded" if cfg.data.train == "embedded" else cfg.data.hr_dir)
     return {"status": "done", "run_id": run.run_id, "method": cfg.method,
             "ablation": cfg.ablation, "profile": cfg.profile, "seed": cfg.seed,

@@ -194,7 +194,7 @@ class Trainer:
         if self.sched_d:
             self.sched_d.step()
         self._update_ema()
-        return {k: float(v) for k, v in losses.items()}
+        return {k: float(v.detach()) for k, v in losses.items()}
 
     def _d_step(self, gt: Tensor, fake: Tensor) -> Tensor:
         d = self.modules.d
@@ -216,11 +216,11 @@ class Trainer:
 
     def _check_finite(self, losses: dict[str, Tensor], step: int) -> None:
         for name, value in losses.items():
-            if not math.isfinite(float(value)):
+            if not math.isfinite(float(value.detach())):
                 steps = self.ckpt.steps()
                 kept = f"last good checkpoint: step {steps[0]}" if steps else "no checkpoint yet"
                 raise NonFiniteLossError(
-                    f"{self.run.path}: loss {name} became {float(value)} at step {step + 1}; "
+                    f"{self.run.path}: loss {name} became {float(value.detach())} at step {step + 1}; "
                     f"run stopped ({kept}); try a lower train.lr or set train.grad_clip")
 
     # -- checkpoints -------------------------------------------------------------------------

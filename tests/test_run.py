@@ -1,0 +1,175 @@
+"""The spine end to end: train, evaluate, record, reuse, resume, refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from robustsr_bench import registry, runner
+from robustsr_bench.cli import main
+from robustsr_bench.errors import MissingWeightsError
+from robustsr_bench.results import RunDir
+from robustsr_bench.trainer import Checkpoints, torch_load
+from tests.conftest import REPO, as_set_args
+
+
+def _final_weights(run: RunDir) -> dict[str, torch.Tensor]:
+    return torch_load(Checkpoints(run, 1).final_generator())["params_ema"]
+
+
+def test_run_writes_a_complete_record(tiny, isolated, capsys):
+    assert main(["run", "--method", "esrgan", *as_set_args(tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "bicubic" in out and "esrgan" in out and "PSNR clean" in out
+    runs = sorted((isolated / "runs").iterdir())
+    esr = next(RunDir(p) for p in runs if p.name.startswith("esrgan-"))
+    summary = esr.read_summary()
+    assert summary["status"] == "done" and summary["trained_on"] == "embedded"
+    frame = esr.read_metrics()
+    assert set(frame["metric"]) == {"psnr_y", "ssim_y", "seconds"}
+    assert set(frame["image"]) == {"astronaut", "chelsea", "coffee", "rocket"}
+    assert (esr.path / "config.yaml").is_file() and (esr.path / "models" / "net_g_4.pth").is_file()
+    assert (esr.path / "training_states" / "4.state").is_file()
+    psnr = frame[frame.metric == "psnr_y"]["value"]
+    assert psnr.between(5, 60).all()
+
+
+def test_finished_run_is_reused_and_force_redoes(tiny, isolated):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=tiny)
+    run = runner.execute(cfg, isolated)
+    stamp = run.summary_path.stat().st_mtime_ns
+    assert runner.execute(cfg, isolated).summary_path.stat().st_mtime_ns == stamp
+    runner.execute(cfg, isolated, force=True)
+    assert run.summary_path.stat().st_mtime_ns != stamp
+
+
+def test_robust_method_fine_tunes_from_the_cached_baseline(tiny, isolated):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides={**tiny, "train.init": "baseline"})
+    run = runner.execute(cfg, isolated)
+    base = RunDir.for_config(runner.baseline_config(cfg), isolated)
+    assert base.is_done(), "the clean baseline is trained first"
+    assert run.read_summary()["init"] == base.run_id
+
+
+def test_resume_in_process_is_bit_identical(tiny, isolated):
+    overrides = {**tiny, "train.iters": 6}
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=overrides)
+    reference = runner.execute(cfg, isolated / "a")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_5(step: int) -> None:
+        if step == 5:
+            raise Killed
+
+    from methods.esrgan import ESRGAN
+    from robustsr_bench.trainer import Trainer
+
+    run = RunDir.for_config(cfg, isolated / "b")
+    with pytest.raises(Killed):
+        Trainer(cfg, ESRGAN(), run, None, None).fit(on_step=kill_at_5)
+    assert Checkpoints(run, 2).steps() == [4, 2]
+    resumed = runner.execute(cfg, isolated / "b")
+    a, b = _final_weights(reference), _final_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "resumed" in (resumed.path / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_gives_identical_weights(tiny, isolated, tmp_path):
+    """A real SIGKILL mid-training; the rerun resumes and matches an uninterrupted run."""
+    overrides = {**tiny, "train.iters": 40, "train.ckpt_every": 5, "train.milestones": [20]}
+    argv = [sys.executable, "-m", "robustsr_bench", "run", *as_set_args(overrides)]
+    env = {**os.environ, "ROBUSTSR_WORKDIR": str(tmp_path / "killed"), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "killed").glob("runs/*/training_states/1[05].state")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True).returncode == 0
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=overrides)
+    killed = RunDir.for_config(cfg, tmp_path / "killed")
+    assert "resumed" in (killed.path / "train.log").read_text()
+    clean = runner.execute(cfg, tmp_path / "clean")
+    a, b = _final_weights(clean), _final_weights(killed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny, isolated):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=tiny)
+    run = runner.execute(cfg, isolated)
+    (run.path / "training_states" / "4.state").write_bytes(b"torn")
+    step, _ = Checkpoints(run, 2).load_latest(with_d=False)
+    assert step == 2
+
+
+def test_gan_profile_needs_vgg_and_refuses_before_training(tiny, isolated):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides={**tiny, "loss.mode": "gan"})
+    with pytest.raises(MissingWeightsError, match=r"vgg19-dcbb9e9d.pth.*weights fetch vgg19"):
+        runner.execute(cfg, isolated)
+    assert not (isolated / "runs").exists(), "nothing is written before the refusal"
+
+
+def _fake_vgg19(torch_home: Path) -> None:
+    """A VGG19 file with the real structure and random values (the loading path is real)."""
+    import torchvision
+
+    state = torchvision.models.vgg19(weights=None).features.state_dict()
+    path = torch_home / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"features.{k}": v for k, v in state.items()}, path)
+
+
+@pytest.mark.slow
+def test_gan_profile_end_to_end_with_cached_vgg(tiny, isolated, tmp_path):
+    _fake_vgg19(tmp_path / "torch_home")
+    overrides = {**tiny, "loss.mode": "gan", "train.iters": 2}
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=overrides)
+    run = runner.execute(cfg, isolated)
+    assert (run.path / "models" / "net_d_2.pth").is_file()
+    state = torch_load(run.path / "training_states" / "2.state")
+    assert "opt_d" in state
+    frame = pd.read_csv(run.path / "metrics.csv")
+    assert frame["value"].notna().all()
+
+
+def test_non_finite_loss_stops_with_clear_message(tiny, isolated):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides={**tiny, "train.lr": 1e30,
+                                                                  "train.iters": 6,
+                                                                  "train.ckpt_every": 1})
+    with pytest.raises(Exception, match=r"loss l_pix became (nan|inf).*last good checkpoint: step 1"):
+        runner.execute(cfg, isolated)
+
+
+def test_published_checkpoint_as_init(tiny, isolated, tmp_path):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=tiny)
+    from methods.esrgan import ESRGAN
+
+    net = ESRGAN().build_generator(cfg)
+    torch.save({"params_ema": net.state_dict()}, tmp_path / "published.pth")
+    init_cfg = registry.resolve_config("esrgan", "smoke", overrides={
+        **tiny, "train.init": str(tmp_path / "published.pth")})
+    assert runner.execute(init_cfg, isolated).read_summary()["init"].endswith("published.pth")
+    wrong = registry.resolve_config("esrgan", "smoke", overrides={
+        **tiny, "model.num_feat": 4, "train.init": str(tmp_path / "published.pth")})
+    with pytest.raises(Exception, match="published.pth"):
+        runner.execute(wrong, isolated)
+
+
+def test_summary_json_is_valid(tiny, isolated):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=tiny)
+    run = runner.execute(cfg, isolated)
+    summary = json.loads(run.summary_path.read_text())
+    assert set(summary["means"]["clean"]) == {"psnr_y", "ssim_y", "seconds"}
