@@ -1,7 +1,9 @@
 """Evaluation: every suite's LR through ``method.restore``, metrics per image, one tidy frame.
 
 SR outputs are quantised to 8 bits before measuring, because the literature measures saved PNGs.
-Each image also records ``seconds`` (restore wall time), which matters for test-time methods.
+Each image also records ``seconds`` (restore wall time), which matters for test-time methods, and
+``kernel_psnr`` where the suite knows the true blur kernel and the method estimated one of the same
+size (:meth:`Method.estimated_kernel`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 
 from methods.base import Method
 from .data import embedded
+from .data.blur_kernels import kernel_psnr
 from .data.datasets import list_images
 from .data.io import quantize, to_numpy, to_tensor
 from .data.suites import load_suite
@@ -49,6 +52,10 @@ def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root:
             values = {m.name: m(sr_img, item.hr, crop_border=cfg.scale) for m in metrics
                       if item.hr is not None or not m.needs_reference}
             values["seconds"] = seconds
+            estimate = method.estimated_kernel()
+            if estimate is not None and item.kernel is not None \
+                    and estimate.shape == item.kernel.shape:
+                values["kernel_psnr"] = kernel_psnr(estimate, item.kernel)
             rows += [{**ident, "suite": suite, "image": item.name, "metric": k, "value": float(v)}
                      for k, v in values.items()]
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)

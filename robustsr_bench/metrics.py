@@ -13,8 +13,8 @@ Each :class:`Metric` carries its direction and whether it needs a reference, so 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -326,16 +327,16 @@ def _validate_op(op: Any, where: str) -> None:
         raise ConfigError(f"{where}: unknown op {name!r}; expected one of {', '.join(_SPECS)}")
     spec, here = _SPECS[name], f"{where} ({name})"
     valid = [*spec.required, *spec.optional]
-    for field in op:
-        if field != "op" and field not in valid:
-            raise ConfigError(f"{here}: unknown field {field!r}; valid fields: "
+    for key in op:
+        if key != "op" and key not in valid:
+            raise ConfigError(f"{here}: unknown field {key!r}; valid fields: "
                               f"{', '.join(valid) or 'none'}")
-    for field in spec.required:
-        if field not in op:
-            raise ConfigError(f"{here}: missing field {field!r}")
-    for field, check in {**spec.required, **spec.optional}.items():
-        if field in op:
-            check(op[field], f"{here}.{field}")
+    for key in spec.required:
+        if key not in op:
+            raise ConfigError(f"{here}: missing field {key!r}")
+    for key, check in {**spec.required, **spec.optional}.items():
+        if key in op:
+            check(op[key], f"{here}.{key}")
     _validate_cross_fields(name, op, here)
 
 
@@ -401,8 +402,9 @@ def _resize_factor(op: Mapping[str, Any], rng: np.random.Generator) -> float:
         return _draw(op["factor"], rng)
     low, high = (parse_number(v) for v in op["factor"])
     kind = int(rng.choice(3, p=[parse_number(p) for p in op["updown_prob"]]))
-    return [float(rng.uniform(1.0, high)), float(rng.uniform(low, 1.0)), 1.0][kind] \
-        if kind < 2 else 1.0
+    if kind == 0:
+        return float(rng.uniform(1.0, high))
+    return float(rng.uniform(low, 1.0)) if kind == 1 else 1.0
 
 
 def _run_blur(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:

@@ -5,6 +5,8 @@ table. Its YAML (``configs/suites/<name>.yaml``) lists degradation ops; a two-nu
 per image from a generator seeded with ``(suite seed, image index)``, so every model is evaluated
 on exactly the same LR images. The LR/HR pairs are written to
 ``<workdir>/cache/suites/<name>-x<scale>-<hash>/`` with ``meta.json`` written last, and reused.
+Where an op knows the true blur kernel (``kernel_downscale``) it is kept as ``kernels/<stem>.npy``
+so that kernel-estimating methods can be scored on it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class EvalImage:
+    """One test image; ``kernel`` is the true blur kernel where the suite's ops know it."""
+
     name: str
     lr: np.ndarray
     hr: np.ndarray | None
+    kernel: np.ndarray | None = None
 
 
 def suite_ops(name: str) -> list[dict]:
@@ -60,9 +65,13 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     for index, path in enumerate(images):
         hr = mod_crop(to_tensor(load_image(path)), scale)
-        lr = apply_ops(hr, ops, scale, np.random.default_rng([seed, index]))
+        record: dict = {}
+        lr = apply_ops(hr, ops, scale, np.random.default_rng([seed, index]), record)
         save_image(tmp / "hr" / f"{path.stem}.png", hr)
         save_image(tmp / "lr" / f"{path.stem}.png", lr)
+        if "kernel" in record:
+            (tmp / "kernels").mkdir(exist_ok=True)
+            np.save(tmp / "kernels" / f"{path.stem}.npy", record["kernel"])
     atomic_write_text(tmp / "meta.json", json.dumps({"suite": name, "scale": scale,
                                                      "images": [p.stem for p in images]}))
     shutil.rmtree(out, ignore_errors=True)
@@ -76,7 +85,14 @@ def load_suite(name: str, scale: int, images: Sequence[Path], root: Path) -> lis
         _generate(name, scale, images, out)
     stems = json.loads((out / "meta.json").read_text())["images"]
     return [EvalImage(stem, load_image(out / "lr" / f"{stem}.png"),
-                      load_image(out / "hr" / f"{stem}.png")) for stem in stems]
+                      load_image(out / "hr" / f"{stem}.png"), _true_kernel(out, stem))
+            for stem in stems]
+
+
+def _true_kernel(out: Path, stem: str) -> np.ndarray | None:
+    """The blur kernel the suite applied to ``stem``, where its ops recorded one."""
+    path = out / "kernels" / f"{stem}.npy"
+    return np.load(path) if path.is_file() else None
 
 
 def describe(name: str) -> str:
