@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -122,12 +123,16 @@ class DataConfig:
 
     ``train: embedded`` uses the photos that ship with scikit-image/matplotlib (see
     ``robustsr_bench.data.embedded``); ``train: folder`` reads HR images from ``hr_dir`` and
-    makes LR on the fly, or reads pairs when ``lr_dir`` is set too.
+    makes LR on the fly, or reads pairs when ``lr_dir`` is set too. ``edge_dir`` (optional, e.g.
+    BAPD's ``train_EDGE_sub``) holds precomputed HR edge maps, matched to HR images by file stem;
+    the aligned crop is added to each sample as ``edge``. Methods that need edges compute them on
+    the fly when it is empty.
     """
 
     train: str = "embedded"
     hr_dir: str = ""
     lr_dir: str = ""
+    edge_dir: str = ""
 
     def __post_init__(self) -> None:
         check(self.train in ("embedded", "folder"), "data.train", self.train,
@@ -243,7 +248,8 @@ def schema_for(options: type | None) -> type:
     """The run config dataclass for a method: :class:`RunConfig` plus the method's sections."""
     if options is None:
         return RunConfig
-    extra = [(f.name, f.type, f) for f in dataclasses.fields(options)]
+    hints = typing.get_type_hints(options)  # resolves string annotations (__future__ annotations)
+    extra = [(f.name, hints[f.name], f) for f in dataclasses.fields(options)]
     return dataclasses.make_dataclass(f"{options.__name__}RunConfig", extra, bases=(RunConfig,))
 
 
