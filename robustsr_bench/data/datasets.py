@@ -41,6 +41,7 @@ def list_images(folder: str | Path) -> list[Path]:
 class Pair:
     hr: Path
     lr: Path | None = None
+    edge: Path | None = None  # precomputed HR edge map (BAPD's train_EDGE_sub)
 
 
 def paired(hr_dir: str | Path, lr_dir: str | Path) -> list[Pair]:
@@ -54,6 +55,17 @@ def paired(hr_dir: str | Path, lr_dir: str | Path) -> list[Pair]:
     return pairs
 
 
+def with_edges(pairs: Sequence[Pair], edge_dir: str | Path) -> list[Pair]:
+    """Attach each HR image's edge map from ``edge_dir``, matched by file stem."""
+    edge_by_stem = {p.stem: p for p in list_images(edge_dir)}
+    out = []
+    for pair in pairs:
+        if pair.hr.stem not in edge_by_stem:
+            raise DataError(f"{pair.hr}: no edge map with stem '{pair.hr.stem}' in {edge_dir}")
+        out.append(Pair(pair.hr, pair.lr, edge_by_stem[pair.hr.stem]))
+    return out
+
+
 def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     hflip, vflip, rot = rng.random(3) < 0.5
     out = []
@@ -65,7 +77,12 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
 
 
 class PatchDataset(Dataset):
-    """Random aligned (lq, gt) patches; index -> sample is deterministic given the seed."""
+    """Random aligned (lq, gt[, edge]) patches; index -> sample is deterministic given the seed.
+
+    A pair with an ``edge`` map adds the HR-aligned crop of its first channel, flipped like
+    ``gt``, as ``edge`` (1xHxW); drawing it takes no random numbers, so the other samples of the
+    stream are the same with or without edges.
+    """
 
     def __init__(self, pairs: Sequence[Pair], patch_size: int, scale: int, seed: int,
                  augment: bool = True, preload: bool = False):
@@ -91,31 +108,49 @@ class PatchDataset(Dataset):
         pair = self.pairs[int(rng.integers(len(self.pairs)))]
         hr = self._load(pair.hr)
         lr = self._load(pair.lr) if pair.lr else None
-        gt, lq = self._crop(pair, hr, lr, rng)
+        gt, lq, (y, x) = self._crop(pair, hr, lr, rng)
+        edge = self._edge_crop(pair, hr.shape[:2], y, x)
         if self.augment:
-            gt, lq = _augment([gt, lq], rng) if lq is not None else (_augment([gt], rng)[0], None)
+            present = [a for a in (gt, lq, edge) if a is not None]
+            flipped = iter(_augment(present, rng))
+            gt, lq, edge = (next(flipped) if a is not None else None for a in (gt, lq, edge))
         gt_t = torch.from_numpy(np.ascontiguousarray(gt.transpose(2, 0, 1)))
         if lq is None:
             lq_t = bicubic_resize(gt_t[None], scale_factor=1 / self.scale)[0]
         else:
             lq_t = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))
-        return {"lq": lq_t, "gt": gt_t}
+        sample = {"lq": lq_t, "gt": gt_t}
+        if edge is not None:
+            sample["edge"] = torch.from_numpy(np.ascontiguousarray(edge.transpose(2, 0, 1)))
+        return sample
+
+    def _edge_crop(self, pair: Pair, hr_size: tuple[int, ...], y: int,
+                   x: int) -> np.ndarray | None:
+        """The ``patch`` x ``patch`` crop at (y, x) of the pair's edge map (channel 0), if any."""
+        if pair.edge is None:
+            return None
+        edge = self._load(pair.edge)
+        if edge.shape[:2] != hr_size:
+            raise DataError(f"{pair.edge}: edge map is {edge.shape[1]}x{edge.shape[0]} but HR "
+                            f"{pair.hr} is {hr_size[1]}x{hr_size[0]}; expected the same size")
+        return edge[y:y + self.patch, x:x + self.patch, :1]
 
     def _crop(self, pair: Pair, hr: np.ndarray, lr: np.ndarray | None,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
+        """HR crop, LR crop (paired data) and the HR crop's top-left corner."""
         s, p = self.scale, self.patch
         h, w = hr.shape[:2]
         if min(h, w) < p:
             raise DataError(f"{pair.hr}: image is {w}x{h}, smaller than train.patch_size={p}")
         if lr is None:
             y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-            return hr[y:y + p, x:x + p], None
+            return hr[y:y + p, x:x + p], None, (y, x)
         if lr.shape[0] * s != h or lr.shape[1] * s != w:
             raise DataError(f"{pair.lr}: LR is {lr.shape[1]}x{lr.shape[0]} but HR {pair.hr} is "
                             f"{w}x{h}; expected LR x {s} == HR")
         q = p // s
         y, x = int(rng.integers(lr.shape[0] - q + 1)), int(rng.integers(lr.shape[1] - q + 1))
-        return hr[y * s:(y + q) * s, x * s:(x + q) * s], lr[y:y + q, x:x + q]
+        return hr[y * s:(y + q) * s, x * s:(x + q) * s], lr[y:y + q, x:x + q], (y * s, x * s)
 
 
 class StepSampler(Sampler[int]):
@@ -134,10 +169,12 @@ class StepSampler(Sampler[int]):
 def train_pairs(cfg: Any) -> list[Pair]:
     """The training images a config names."""
     if cfg.data.train == "embedded":
-        return [Pair(p) for p in embedded.train_paths()]
-    if cfg.data.lr_dir:
-        return paired(cfg.data.hr_dir, cfg.data.lr_dir)
-    return [Pair(p) for p in list_images(cfg.data.hr_dir)]
+        pairs = [Pair(p) for p in embedded.train_paths()]
+    elif cfg.data.lr_dir:
+        pairs = paired(cfg.data.hr_dir, cfg.data.lr_dir)
+    else:
+        pairs = [Pair(p) for p in list_images(cfg.data.hr_dir)]
+    return with_edges(pairs, cfg.data.edge_dir) if cfg.data.edge_dir else pairs
 
 
 def make_train_loader(cfg: Any, start_step: int) -> DataLoader:

@@ -117,6 +117,14 @@ class RRDBNet(nn.Module):
         """Short architecture label used in checkpoint error messages."""
         return f"RRDBNet(scale={self.scale}, num_feat={self.num_feat}, num_block={self.num_block})"
 
+    def complete_state(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """``state`` plus the entries a checkpoint may leave out: none for RRDBNet itself.
+
+        Subclasses with an optional extra part (BAPD's detail-recovery branch) fill it from their
+        own initialisation, so that a clean RRDBNet checkpoint still initialises them strictly.
+        """
+        return dict(state)
+
     def head(self, x: Tensor) -> Tensor:
         """LR image -> shallow features (pixel-unshuffle for x2/x1, then ``conv_first``)."""
         if self.unshuffle > 1:
@@ -203,7 +211,7 @@ def load_generator_state(net: RRDBNet, obj: Any, source: str) -> None:
     Strictness matters: a silently half-loaded generator would produce plausible-looking but wrong
     benchmark numbers, so every mismatch is refused with one line naming ``source`` and the keys.
     """
-    state = _extract_state_dict(obj, source)
+    state = net.complete_state(_extract_state_dict(obj, source))
     problems = _state_problems(net, state)
     if problems:
         raise UserError(f"{source}: not an {net.describe()} state dict: " + "; ".join(problems))
