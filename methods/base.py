@@ -8,7 +8,8 @@ evaluation. An adapter adds only what is specific to its method:
 * :meth:`Method.make_inputs`: the robust part (attack the LR, synthesise a degradation);
 * :meth:`Method.forward`: how G is run in training (one pass by default);
 * :meth:`Method.extra_losses`: losses beyond the shared ESRGAN ones;
-* :meth:`Method.restore`: inference (test-time methods optimise here).
+* :meth:`Method.restore`: inference (test-time methods optimise here);
+* :meth:`Method.estimated_kernel`: the blur kernel a blind method estimated in its last restore.
 
 Adding a method means one module in ``methods/`` and one YAML in ``configs/methods/``.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -102,3 +104,8 @@ class Method:
         """Super-resolve ``lr`` (1x3xhxw in [0, 1]) with the trained (EMA) generator ``net``."""
         assert net is not None
         return net(lr).clamp(0, 1)
+
+    def estimated_kernel(self) -> np.ndarray | None:
+        """The blur kernel the last :meth:`restore` estimated (blind, kernel-estimating methods
+        such as DDSR); evaluation scores it where a suite knows the true kernel. None otherwise."""
+        return None

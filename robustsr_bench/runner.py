@@ -113,7 +113,8 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         t1 = time.perf_counter()
         frame = evaluate(cfg, method, net, run.run_id, root, device)
         run.write_metrics(frame)
-        run.write_summary(_summary(cfg, method, run, init_from, t1 - t0, time.perf_counter() - t1, frame))
+        run.write_summary(_summary(cfg, method, run, init_from, t1 - t0,
+                                   time.perf_counter() - t1, frame))
     return run
 
 

@@ -1,0 +1,216 @@
+"""DDSR: forward model, random kernels, kernel generator, the per-image loop, and its plumbing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from methods.ddsr import DDSR, DDSRSolver, focal_weights, observation_weight, ssim
+from robustsr_bench import registry
+from robustsr_bench.data.blur_kernels import (
+    blur_downsample,
+    centre_of_mass,
+    kernel_centre,
+    kernel_psnr,
+    kernel_size_for,
+    random_gaussian_kernels,
+)
+from robustsr_bench.errors import ConfigError
+from robustsr_bench.nets.dip_unet import SkipUNet
+from robustsr_bench.nets.kernel_generator import KernelGenerator
+
+
+def _delta(size: int) -> torch.Tensor:
+    kernel = torch.zeros(1, 1, size, size)
+    kernel[..., size // 2, size // 2] = 1
+    return kernel
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_forward_model_with_a_delta_kernel_is_plain_strided_subsampling(scale):
+    x = torch.rand(1, 3, 12 * scale, 10 * scale)
+    size = kernel_size_for(scale)
+    out = blur_downsample(x, _delta(size), scale)
+    assert out.shape == (1, 3, 12, 10)
+    assert torch.equal(out, x[..., ::scale, ::scale])
+
+
+def test_forward_model_pads_circularly_and_applies_every_kernel():
+    x = torch.rand(1, 3, 16, 16)
+    shift = torch.zeros(1, 1, 3, 3)
+    shift[..., 1, 2] = 1  # correlation: picks the right-hand neighbour, wrapping at the border
+    kernels = torch.cat([_delta(3), shift])
+    out = blur_downsample(x, kernels, 1)
+    assert out.shape == (2, 3, 16, 16)
+    assert torch.equal(out[0], x[0]) and torch.equal(out[1], torch.roll(x[0], -1, dims=-1))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("centre", ["aligned", "code"])
+def test_random_kernels_are_normalised_and_centred(scale, centre):
+    torch.manual_seed(0)
+    size = kernel_size_for(scale)
+    assert size == min(4 * scale + 3, 21)
+    kernels = random_gaussian_kernels(64, size, scale, 0.175 * scale, min(2.5 * scale, 10) + 10,
+                                      centre=centre)
+    assert kernels.shape == (64, 1, size, size) and (kernels >= 0).all()
+    assert torch.allclose(kernels.sum(dim=(-2, -1)), torch.ones(64, 1), atol=1e-5)
+    com = centre_of_mass(kernels[:, 0].double())
+    assert torch.allclose(com, torch.full_like(com, kernel_centre(size, scale, centre)), atol=1e-3)
+    assert kernels.std(dim=0).max() > 1e-3, "kernels differ from draw to draw"
+
+
+def test_aligned_kernels_put_lr_pixels_on_the_bicubic_grid():
+    """On a ramp, blur + subsample with an aligned kernel equals average pooling (interior)."""
+    torch.manual_seed(0)
+    scale, size = 4, kernel_size_for(4)
+    ramp = torch.arange(128.0).view(1, 1, 1, -1).expand(1, 3, 128, 128)
+    kernel = random_gaussian_kernels(1, size, scale, 2.0, 6.0)
+    out = blur_downsample(ramp, kernel, scale)[..., 4:-4]
+    pooled = F.avg_pool2d(ramp, scale)[..., 4:-4]
+    assert torch.allclose(out, pooled, atol=1e-3)
+
+
+def test_kernel_generator_outputs_a_kernel_and_its_warm_up_lowers_the_regression_loss(one_thread):
+    torch.manual_seed(0)
+    # a larger step than the code's 1e-4 keeps the test short; the loop is the code's
+    cfg = registry.resolve_config("ddsr", "smoke", overrides={"loop.warmup": 40, "kernel.lr": 1e-3})
+    solver = DDSRSolver(cfg, torch.rand(1, 3, 8, 8))
+    kernel = solver.gen()
+    assert kernel.shape == (1, 1, 19, 19) and torch.allclose(kernel.sum(), torch.tensor(1.0))
+    probe = solver.sample_kernels(256)
+
+    def regression_loss() -> float:
+        with torch.no_grad():
+            return float(((solver.gen() - probe) ** 2).mean())
+
+    before = regression_loss()
+    losses = solver.warm_up()
+    assert len(losses) == 40
+    assert regression_loss() < 0.5 * before
+
+
+def test_focal_weights_favour_the_kernels_that_explain_the_lr():
+    weights = focal_weights(torch.tensor([0.3, 0.1, 0.2, 0.5]))
+    assert int(weights.argmax()) == 1 and int(weights.argmin()) == 3
+    assert (weights >= 0).all()
+
+
+def test_observation_weight_finds_the_cover_and_applies_darkness():
+    cfg = registry.resolve_config("ddsr", "smoke", ablation="cover",
+                                  overrides={"forward.dark": 0.5})
+    lr = torch.rand(1, 3, 8, 8) * 0.9 + 0.05
+    lr[..., 2:5, 3:6] = 0
+    weight = observation_weight(lr, cfg.forward)
+    assert weight.shape == (1, 1, 8, 8)
+    assert (weight[..., 2:5, 3:6] == 0).all() and int((weight == 0.5).sum()) == 64 - 9
+    default = registry.resolve_config("ddsr", "smoke")
+    assert default.forward.cover == "none" and (observation_weight(lr, default.forward) == 1).all()
+
+
+def test_ssim_is_one_for_equal_images_and_lower_otherwise():
+    x = torch.rand(1, 3, 16, 16)
+    assert float(ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
+    assert float(ssim(x, torch.rand(1, 3, 16, 16))) < 0.5
+
+
+def test_dip_unet_keeps_odd_sizes_and_outputs_an_image():
+    net = SkipUNet(3, 3, channels=8, skip_channels=2, levels=3)
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 37, 50) * 0.1)
+    assert out.shape == (1, 3, 37, 50) and 0 < float(out.min()) and float(out.max()) < 1
+    assert KernelGenerator(5)().shape == (1, 1, 5, 5)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="forward.cover"):
+        registry.resolve_config("ddsr", "smoke", overrides={"forward.cover": "maybe"})
+    with pytest.raises(ConfigError, match="loop.image_steps"):
+        registry.resolve_config("ddsr", "smoke", overrides={"loop.image_steps": 2})
+    with pytest.raises(ConfigError, match="kernel.size"):
+        registry.resolve_config("ddsr", "smoke", overrides={"kernel.size": 8})
+
+
+def _test_image(scale: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 64x64 crop of a held-out photo, blurred by a known Gaussian kernel (variances 7-10, inside
+    both DDSR's data and sampling ranges) and subsampled."""
+    from skimage import data
+
+    hr = torch.from_numpy(data.astronaut()[140:204, 180:244].astype(np.float32) / 255)
+    hr = hr.permute(2, 0, 1).unsqueeze(0)
+    generator = torch.Generator().manual_seed(3)
+    kernel = random_gaussian_kernels(1, kernel_size_for(scale), scale, 7.0, 10.0, generator)
+    return hr, blur_downsample(hr, kernel, scale), kernel[0, 0]
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor, border: int) -> float:
+    crop = (..., slice(border, -border), slice(border, -border))
+    return float(-10 * torch.log10(((a[crop] - b[crop]) ** 2).mean()))
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on the shared 2-core test machine, two threads contending with other
+    processes made these small convolutions ~10x slower. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_short_restore_beats_bicubic_and_estimates_a_better_kernel_than_a_delta(one_thread):
+    scale = 4
+    hr, lr, true_kernel = _test_image(scale)
+    # the code's loop, shortened: 150 image steps, a small U-Net, and a 10x larger generator step
+    # so the kernel leaves the near-uniform start within so few steps
+    overrides = {"dip.channels": 16, "dip.skip_channels": 4, "dip.levels": 3, "kernel.lr": 1e-3,
+                 "loop.warmup": 50, "loop.image_steps": 150, "loop.ssim_until": 10,
+                 "runtime.device": "cpu"}
+    cfg = registry.resolve_config("ddsr", "smoke", overrides=overrides)
+    method = DDSR()
+    state = torch.random.get_rng_state()
+    sr = method.restore(lr, None, cfg)
+    assert torch.equal(torch.random.get_rng_state(), state), "restore leaves the caller's RNG"
+    assert sr.shape == hr.shape and not sr.requires_grad
+    bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    assert _psnr(sr, hr, scale) > _psnr(bicubic, hr, scale) + 0.5
+    estimate = torch.from_numpy(method.estimated_kernel())
+    delta = _delta(true_kernel.shape[-1])[0, 0]
+    assert kernel_psnr(estimate, true_kernel) > kernel_psnr(delta, true_kernel) + 3
+
+
+def test_known_kernel_suites_record_the_kernel_and_apply_cover_and_darkness():
+    from robustsr_bench.data.degradations import apply_ops
+    from robustsr_bench.data.io import quantize
+
+    hr = torch.rand(1, 3, 96, 96)
+    record: dict = {}
+    ops = [{"op": "kernel_downscale"}, {"op": "cover", "size": 8}, {"op": "dark", "factor": 0.5}]
+    lr = apply_ops(hr, ops, 4, np.random.default_rng(0), record)
+    kernel = torch.from_numpy(record["kernel"])
+    assert kernel.shape == (19, 19) and float(kernel.sum()) == pytest.approx(1.0, abs=1e-5)
+    expected = quantize(blur_downsample(hr, kernel[None, None], 4) * 0.5)
+    covered = (lr == 0).all(dim=1)[0]
+    assert int(covered.sum()) == 64
+    assert torch.allclose(lr[..., ~covered], expected[..., ~covered], atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.slow
+def test_test_time_runs_record_no_training_data_and_kernel_psnr(isolated, one_thread):
+    from robustsr_bench import runner
+    from robustsr_bench.data import embedded
+
+    overrides = {"dip.channels": 4, "dip.skip_channels": 2, "dip.levels": 2, "loop.warmup": 2,
+                 "loop.image_steps": 2, "loop.inner": 1, "eval.suites": ["ddsr_gaussian"],
+                 "runtime.device": "cpu"}
+    cfg = registry.resolve_config("ddsr", "smoke", overrides=overrides)
+    run = runner.execute(cfg, isolated)
+    summary = run.read_summary()
+    assert summary["trained_on"] == "none" and summary["train_seconds"] < 1
+    frame = run.read_metrics()
+    assert set(frame["metric"]) == {"psnr_y", "ssim_y", "seconds", "kernel_psnr"}
+    assert len(frame[frame.metric == "kernel_psnr"]) == len(embedded.held_out_paths())
+    assert (frame[frame.metric == "seconds"]["value"] > 0).all()
