@@ -1,0 +1,406 @@
+"""AND: adversarial neural degradation (``and``; source ``shared/seeds/and-paper.txt``).
+
+Training pairs are made from HR patches only: ``lq = F_theta(hr)``, where F is a small degradation
+CNN. Every training step F is re-initialised to the identity (the anti-aliased downsampler), PGD
+then searches its *parameters* for the nearby degradation that hurts G most, and G trains on it.
+
+Follows the source:
+
+* F = 5 basic blocks (3x3 conv, LeakyReLU with learnable negative slope, noise injection) ->
+  anti-aliased average pooling with stride = scale -> 5 basic blocks -> last 3x3 conv; 64 channels
+  except F's RGB input and output.
+* Fast identity initialisation: slopes 1, noise strengths 0, only the centre tap of every kernel
+  non-zero, centres of all but the last conv Xavier-initialised in 1x1 fan mode, their product
+  (64x3) pseudo-inverted into the last conv's centre. One draw of all centre matrices, a chain of
+  small matrix products and one SVD (float64): about a millisecond, not training.
+* PGD over all of F's parameters, maximising G's content loss with G frozen: 5 steps of size 6 in
+  an L2 ball of radius 20 around theta_id whose norm weights conv / noise / nonlinearity
+  deviations by 1 / 10 / 50 (``robustsr_bench.attacks.group_l2_pgd``). One G step (and D step in
+  the GAN profile) follows, by the shared trainer.
+* ANDNet = L1 objective (the default variant); ANDGAN = variant ``gan``: GAN objective with GAN
+  weight 0.1, G initialised from ANDNet (``train.init: method:and``).
+* Ablations of the paper's Table 2: ``no_adversarial`` (a random deviation of the same size),
+  ``no_neural_degradation`` (adversarial additive noise on the bicubic LR), ``no_identity_init``
+  (Xavier-random 3x3 kernels), ``classical`` (bicubic LR, no attack).
+
+Our choices (each a config field, documented in ``configs/methods/and.yaml``):
+
+* pooling: average pooling of size ``scale``, stride 1, then a normalised binomial blur of size
+  ``degradation.blur_size`` (4) with stride ``scale``, reflect padding (antialiased-cnns' BlurPool
+  layout). Its sampling grid sits half an HR pixel from bicubic's, the least an even-sized kernel
+  allows;
+* conv biases exist, start at 0 and belong to the conv group; convs pad by reflection so that a
+  perturbed kernel does not invent dark borders; slopes and noise strengths are per channel;
+* the noise map n ~ N(0, 1) is one map per sample and pixel shared by a block's channels
+  (StyleGAN's noise injection), drawn once per step so that PGD attacks a fixed function and G
+  trains on the noise the attack saw;
+* slopes are kept in ``degradation.slope_range`` ([0, 1]: F stays monotone); F's output is clamped
+  to [0, 1] like a real image (``degradation.clamp_output``);
+* the weighted norm is ``sqrt(sum_g ||w_g * (theta_g - theta_id_g)||^2)``; PGD starts at theta_id
+  (no random start; the source initialises to the identity and then takes its 5 steps);
+* attack loss: ``attack.pixel_weight`` x L1 + ``attack.perceptual_weight`` x VGG (the source's
+  content loss is L1 + VGG; ANDNet, trained on L1 only, attacks L1 only);
+* ``no_adversarial`` draws a uniformly random direction on the weighted sphere of radius 20;
+  ``no_identity_init`` uses Xavier-normal 3x3 kernels, zero biases, slopes 1, noise 0;
+* ``no_neural_degradation``: L-inf PGD on the bicubic LR, eps 8/255, step 2/255, 5 iterations
+  (the same count as AND's PGD), random start.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from methods.base import Batch, Method, Modules, TrainContext
+from robustsr_bench.attacks import (
+    frozen,
+    group_l2_pgd,
+    linf_pgd,
+    random_group_l2,
+    structured_noise,
+)
+from robustsr_bench.config import check
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+
+@dataclass
+class DegradationConfig:
+    """The degradation network F (``kind: neural``) or the bicubic LR (``kind: bicubic``)."""
+
+    kind: str = "neural"
+    init: str = "identity"
+    channels: int = 64
+    blocks: int = 5
+    blur_size: int = 4
+    slope_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    clamp_output: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.kind in ("neural", "bicubic"), "degradation.kind", self.kind,
+              "one of: neural, bicubic")
+        check(self.init in ("identity", "xavier"), "degradation.init", self.init,
+              "one of: identity, xavier")
+        check(self.channels >= 3, "degradation.channels", self.channels,
+              "an integer >= 3 (the 64x3 centre product must have full column rank)")
+        check(self.blocks >= 1, "degradation.blocks", self.blocks, "an integer >= 1")
+        check(self.blur_size >= 1, "degradation.blur_size", self.blur_size, "an integer >= 1")
+        lo_hi = list(self.slope_range)
+        check(len(lo_hi) == 2 and lo_hi[0] <= 1.0 <= lo_hi[1], "degradation.slope_range",
+              lo_hi, "[low, high] with low <= 1 <= high (the identity slope 1 must be inside)")
+
+
+@dataclass
+class AttackConfig:
+    """How theta_F is perturbed (``adversarial`` PGD, a ``random`` deviation, or ``none``).
+
+    ``iters`` / ``pixel_weight`` / ``perceptual_weight`` also drive the L-inf PGD on the bicubic
+    LR when ``degradation.kind: bicubic`` (``noise_*`` fields).
+    """
+
+    mode: str = "adversarial"
+    iters: int = 5
+    step: float = 6.0
+    radius: float = 20.0
+    conv_weight: float = 1.0
+    noise_weight: float = 10.0
+    slope_weight: float = 50.0
+    pixel_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    noise_eps: float = 8 / 255
+    noise_alpha: float = 2 / 255
+    noise_structure: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.mode in ("adversarial", "random", "none"), "attack.mode", self.mode,
+              "one of: adversarial, random, none")
+        check(self.iters >= 0, "attack.iters", self.iters, "an integer >= 0")
+        for name in ("step", "radius", "pixel_weight", "perceptual_weight", "noise_eps",
+                     "noise_alpha"):
+            value = getattr(self, name)
+            check(value >= 0, f"attack.{name}", value, "a number >= 0")
+        for name in ("conv_weight", "noise_weight", "slope_weight"):
+            value = getattr(self, name)
+            check(value > 0, f"attack.{name}", value, "a number > 0")
+        check(self.noise_structure >= 1, "attack.noise_structure", self.noise_structure,
+              "a number >= 1")
+
+
+@dataclass
+class ANDOptions:
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# the degradation network
+
+
+def binomial_kernel(size: int) -> Tensor:
+    """Normalised 2-D binomial filter (``[1, 3, 3, 1]`` outer itself / 64 for size 4)."""
+    row = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
+    return torch.outer(row, row) / row.sum() ** 2
+
+
+def antialias_downsample(x: Tensor, scale: int, blur_size: int = 4) -> Tensor:
+    """Anti-aliased average pooling: avg-pool ``scale`` (stride 1), binomial blur, stride ``scale``.
+
+    Reflect padding keeps an ``H x W`` input (``H``, ``W`` multiples of ``scale``) at exactly
+    ``H/scale x W/scale``. Per channel and linear, so it commutes with F's 1x1 channel mixing.
+    """
+    a = scale - 1
+    x = F.avg_pool2d(F.pad(x, (a // 2, a - a // 2) * 2, mode="reflect"), scale, stride=1)
+    b = blur_size - 1
+    x = F.pad(x, (b // 2, b - b // 2) * 2, mode="reflect")
+    kernel = binomial_kernel(blur_size).to(x).expand(x.shape[1], 1, blur_size, blur_size)
+    return F.conv2d(x, kernel, stride=scale, groups=x.shape[1])
+
+
+class AntiAliasPool(nn.Module):
+    """:func:`antialias_downsample` as a layer (no parameters: it is not attacked)."""
+
+    def __init__(self, scale: int, blur_size: int):
+        super().__init__()
+        self.scale, self.blur_size = scale, blur_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return antialias_downsample(x, self.scale, self.blur_size)
+
+
+class NoiseInjection(nn.Module):
+    """``x + strength_c * n``: spatially varying degradations (sensor noise, grain, blocks)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor, noise: Tensor) -> Tensor:
+        return x + self.strength.view(1, -1, 1, 1) * noise
+
+
+class LearnableLeakyReLU(nn.Module):
+    """LeakyReLU whose per-channel negative slope is a parameter (slope 1 = identity)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.slope = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.prelu(x, self.slope)
+
+
+class BasicBlock(nn.Module):
+    """3x3 conv -> LeakyReLU -> noise injection."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
+        self.act = LearnableLeakyReLU(cout)
+        self.noise = NoiseInjection(cout)
+
+    def forward(self, x: Tensor, noise: Tensor) -> Tensor:
+        return self.noise(self.act(self.conv(x)), noise)
+
+
+def xavier_std(fan_in: int, fan_out: int) -> float:
+    return math.sqrt(2.0 / (fan_in + fan_out))
+
+
+class DegradationNet(nn.Module):
+    """F: ``blocks`` basic blocks -> anti-aliased pooling (stride ``scale``) -> ``blocks`` basic
+    blocks -> 3x3 conv to RGB.
+
+    The module's own parameters are never used in training: every step draws a fresh parameter
+    dict (:meth:`initial_parameters`), perturbs it, and runs F through :meth:`apply`, so nothing
+    carries over from one step to the next.
+    """
+
+    def __init__(self, scale: int, channels: int = 64, blocks: int = 5, blur_size: int = 4,
+                 clamp_output: bool = True):
+        super().__init__()
+        self.scale, self.channels, self.blocks = scale, channels, blocks
+        self.clamp_output = clamp_output
+        self.head = nn.ModuleList([BasicBlock(3 if i == 0 else channels, channels)
+                                   for i in range(blocks)])
+        self.pool = AntiAliasPool(scale, blur_size)
+        self.tail = nn.ModuleList([BasicBlock(channels, channels) for _ in range(blocks)])
+        self.last = nn.Conv2d(channels, 3, 3, padding=1, padding_mode="reflect")
+
+    def conv_names(self) -> list[str]:
+        """The convs in data-flow order (first 3->C ... last C->3)."""
+        return ([f"head.{i}.conv" for i in range(self.blocks)]
+                + [f"tail.{i}.conv" for i in range(self.blocks)] + ["last"])
+
+    def sample_noise(self, x: Tensor) -> list[Tensor]:
+        """One N(0, 1) map per block (HR size before the pooling, LR size after)."""
+        b, _, h, w = x.shape
+        lr = (h // self.scale, w // self.scale)
+        return ([torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+                 for _ in range(self.blocks)]
+                + [torch.randn(b, 1, *lr, device=x.device, dtype=x.dtype)
+                   for _ in range(self.blocks)])
+
+    def forward(self, x: Tensor, noises: list[Tensor] | None = None) -> Tensor:
+        noises = self.sample_noise(x) if noises is None else noises
+        for block, noise in zip(self.head, noises[:self.blocks]):
+            x = block(x, noise)
+        x = self.pool(x)
+        for block, noise in zip(self.tail, noises[self.blocks:]):
+            x = block(x, noise)
+        x = self.last(x)
+        return x.clamp(0, 1) if self.clamp_output else x
+
+    def apply(self, theta: dict[str, Tensor], x: Tensor, noises: list[Tensor]) -> Tensor:
+        """F with parameters ``theta`` (a dict as from :meth:`initial_parameters`)."""
+        return functional_call(self, theta, (x, noises))
+
+    # -- initialisation ---------------------------------------------------------------------
+
+    def initial_parameters(self, init: str = "identity") -> dict[str, Tensor]:
+        """A fresh parameter dict: the identity (``identity``) or Xavier-random kernels."""
+        device = self.last.weight.device
+        with torch.autocast(device.type, enabled=False):
+            kernels = (self._identity_kernels(device) if init == "identity"
+                       else self._xavier_kernels(device))
+        theta = {}
+        for name, p in self.named_parameters():
+            if name.endswith(".slope"):
+                theta[name] = torch.ones_like(p)
+            elif name.endswith(".weight"):
+                theta[name] = kernels[name.removesuffix(".weight")].to(p.dtype)
+            else:
+                theta[name] = torch.zeros_like(p)
+        return theta
+
+    def _identity_kernels(self, device: torch.device) -> dict[str, Tensor]:
+        """Centre-only kernels whose chained product is the identity on RGB.
+
+        All centre matrices but the last are drawn in one call (Xavier, 1x1 fan mode) and
+        multiplied into one C x 3 matrix; its Moore-Penrose pseudo-inverse becomes the last conv's
+        centre, so ``last @ (... @ first) = pinv(M) @ M = I_3``. float64 keeps the product exact
+        to float32 precision.
+        """
+        c, f64 = self.channels, torch.float64
+        first = torch.randn(c, 3, dtype=f64, device=device) * xavier_std(3, c)
+        square = torch.randn(2 * self.blocks - 1, c, c, dtype=f64, device=device) * xavier_std(c, c)
+        merged = torch.linalg.multi_dot([*square.flip(0), first])
+        centres = [first, *square, torch.linalg.pinv(merged)]
+        return {name: _centre_kernel(m) for name, m in zip(self.conv_names(), centres)}
+
+    def _xavier_kernels(self, device: torch.device) -> dict[str, Tensor]:
+        """Xavier-normal 3x3 kernels (``no_identity_init``): F is no longer near the identity."""
+        out = {}
+        for name in self.conv_names():
+            conv = self.get_submodule(name)
+            cin, cout = conv.in_channels, conv.out_channels
+            out[name] = torch.randn(cout, cin, 3, 3, device=device) * xavier_std(9 * cin, 9 * cout)
+        return out
+
+    # -- the perturbation set ---------------------------------------------------------------
+
+    @staticmethod
+    def group(name: str) -> str:
+        """``conv`` (kernels and biases), ``noise`` (strengths) or ``slope``."""
+        if name.endswith(".strength"):
+            return "noise"
+        return "slope" if name.endswith(".slope") else "conv"
+
+    def group_weights(self, conv: float, noise: float, slope: float) -> dict[str, float]:
+        by_group = {"conv": conv, "noise": noise, "slope": slope}
+        return {name: by_group[self.group(name)] for name, _ in self.named_parameters()}
+
+
+def _centre_kernel(matrix: Tensor) -> Tensor:
+    kernel = matrix.new_zeros(*matrix.shape, 3, 3)
+    kernel[:, :, 1, 1] = matrix
+    return kernel
+
+
+def clamp_slopes(theta: dict[str, Tensor], low: float, high: float) -> dict[str, Tensor]:
+    """Keep LeakyReLU slopes in ``[low, high]``; since that box holds the identity slope 1,
+    clamping only moves a slope towards theta_id, so F stays inside the PGD ball."""
+    return {k: v.clamp(low, high) if DegradationNet.group(k) == "slope" else v
+            for k, v in theta.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the adapter
+
+
+@dataclass
+class Degradation:
+    """One step's degradation: the LR G trains on, the attacked and the initial parameters."""
+
+    lq: Tensor
+    theta: dict[str, Tensor]
+    theta0: dict[str, Tensor]
+
+
+class AND(Method):
+    name = "and"
+    options = ANDOptions
+
+    def needs_perceptual(self, cfg: Any) -> bool:
+        return cfg.attack.mode == "adversarial" and cfg.attack.perceptual_weight > 0
+
+    def build_aux(self, cfg: Any, device: torch.device) -> dict[str, nn.Module]:
+        if cfg.degradation.kind != "neural":
+            return {}
+        d = cfg.degradation
+        net = DegradationNet(cfg.scale, d.channels, d.blocks, d.blur_size, d.clamp_output)
+        return {"degradation": net.to(device).requires_grad_(False)}
+
+    def make_inputs(self, batch: Batch, modules: Modules, ctx: TrainContext) -> Batch:
+        if ctx.cfg.degradation.kind == "bicubic":
+            lq = self.perturb_bicubic(batch, modules, ctx)
+        else:
+            lq = self.degrade(batch.gt, modules, ctx).lq
+        return Batch(lq, batch.gt, batch.extras)
+
+    def _attack_loss(self, hr: Tensor, modules: Modules,
+                     ctx: TrainContext) -> Callable[[Tensor], Tensor]:
+        """G's content loss on ``lq`` against ``hr``: what every attack of AND maximises."""
+        a = ctx.cfg.attack
+        return lambda lq: ctx.content_loss(modules.g(lq), hr, a.pixel_weight, a.perceptual_weight)
+
+    def degrade(self, hr: Tensor, modules: Modules, ctx: TrainContext) -> Degradation:
+        """Fresh F at theta_0 (identity or Xavier), perturbed per ``attack.mode``, applied to hr."""
+        cfg, a = ctx.cfg, ctx.cfg.attack
+        net: DegradationNet = modules.aux["degradation"]
+        theta0 = net.initial_parameters(cfg.degradation.init)
+        noises = net.sample_noise(hr)
+        weights = net.group_weights(a.conv_weight, a.noise_weight, a.slope_weight)
+        low, high = cfg.degradation.slope_range
+        if a.mode == "adversarial":
+            content = self._attack_loss(hr, modules, ctx)
+            with frozen(modules.g):
+                theta = group_l2_pgd(theta0, weights,
+                                     lambda th: content(net.apply(th, hr, noises)), a.radius,
+                                     a.step, a.iters, lambda th: clamp_slopes(th, low, high))
+        elif a.mode == "random":
+            delta = random_group_l2(theta0, weights, a.radius)
+            theta = clamp_slopes({k: theta0[k] + delta[k] for k in theta0}, low, high)
+        else:
+            theta = theta0
+        with torch.no_grad():
+            lq = net.apply(theta, hr, noises)
+        return Degradation(lq.detach(), theta, theta0)
+
+    def perturb_bicubic(self, batch: Batch, modules: Modules, ctx: TrainContext) -> Tensor:
+        """``classical`` (bicubic LR as is) and ``no_neural_degradation`` (additive noise)."""
+        a = ctx.cfg.attack
+        if a.mode == "none":
+            return batch.lq
+        if a.mode == "random":
+            noise = structured_noise(batch.lq, a.noise_eps, a.noise_structure)
+            return (batch.lq + noise).clamp(0, 1)
+        with frozen(modules.g):
+            return linf_pgd(batch.lq, self._attack_loss(batch.gt, modules, ctx), a.noise_eps,
+                            a.noise_alpha, a.iters, a.noise_structure)

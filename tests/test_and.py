@@ -1,0 +1,296 @@
+"""AND: identity degradation network, parameter-space PGD, ablations and ANDNet/ANDGAN wiring."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torchvision.models import vgg19
+
+from methods.and_degradation import AND, DegradationNet, antialias_downsample, binomial_kernel
+from methods.base import Batch, Modules, TrainContext
+from robustsr_bench import registry, runner
+from robustsr_bench.attacks import group_l2_norm, group_l2_pgd, random_group_l2
+from robustsr_bench.cli import main
+from robustsr_bench.errors import ConfigError, MissingWeightsError
+from robustsr_bench.nets.rrdbnet import RRDBNet
+from robustsr_bench.results import RunDir
+from tests.conftest import REPO, as_set_args
+
+WEIGHTS = {"conv": 1.0, "noise": 10.0, "slope": 50.0}
+
+
+def _weights(net: DegradationNet) -> dict[str, float]:
+    return net.group_weights(**WEIGHTS)
+
+
+def _smooth_images(n: int, size: int = 32) -> torch.Tensor:
+    """Natural-ish images: bicubic-upsampled noise, so SR has something learnable."""
+    coarse = torch.rand(n, 3, size // 8, size // 8)
+    return F.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _cfg(ablation: str = "", **overrides):
+    return registry.resolve_config("and", "smoke", ablation, overrides=overrides)
+
+
+def _ctx(cfg, step: int = 0) -> TrainContext:
+    def content(sr, gt, pixel_weight, perceptual_weight):
+        return pixel_weight * F.l1_loss(sr, gt)
+    return TrainContext(cfg, step, content, False)
+
+
+def _modules(cfg, g: RRDBNet | None = None) -> Modules:
+    torch.manual_seed(0)
+    g = g or RRDBNet(scale=cfg.scale, num_feat=8, num_block=1, num_grow_ch=4)
+    return Modules(g, None, AND().build_aux(cfg, torch.device("cpu")))
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[RRDBNet, DegradationNet]:
+    """A tiny G trained for a few dozen steps on identity-F pairs (so it is a real SR model)."""
+    torch.manual_seed(0)
+    g = RRDBNet(scale=4, num_feat=8, num_block=1, num_grow_ch=4)
+    net = DegradationNet(4, channels=8)
+    opt = torch.optim.Adam(g.parameters(), 2e-3)
+    for _ in range(40):
+        hr = _smooth_images(4)
+        lq = net.apply(net.initial_parameters(), hr, net.sample_noise(hr))
+        loss = F.l1_loss(g(lq), hr)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return g, net
+
+
+# -- the degradation network -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_identity_f_is_the_antialiased_downsampler(scale: int) -> None:
+    torch.manual_seed(scale)
+    net = DegradationNet(scale)
+    for _ in range(10):
+        x = torch.rand(1, 3, 24, 24)
+        y = net.apply(net.initial_parameters(), x, net.sample_noise(x))
+        assert y.shape == (1, 3, 24 // scale, 24 // scale)
+        torch.testing.assert_close(y, antialias_downsample(x, scale), atol=2e-6, rtol=0)
+    net64 = DegradationNet(scale).double()
+    for _ in range(3):
+        x = torch.rand(1, 3, 12, 12, dtype=torch.float64)
+        y = net64.apply(net64.initial_parameters(), x, net64.sample_noise(x))
+        torch.testing.assert_close(y, antialias_downsample(x, scale), atol=1e-12, rtol=0)
+
+
+def test_downsampler_is_avgpool_then_binomial_blur() -> None:
+    assert torch.allclose(binomial_kernel(4)[0] * 64, torch.tensor([1., 3, 3, 1], dtype=torch.float64))
+    x = torch.rand(1, 2, 16, 16)
+    flat = antialias_downsample(torch.full_like(x, 0.3), 4)
+    torch.testing.assert_close(flat, torch.full((1, 2, 4, 4), 0.3))
+    # interior pixel by hand: avg-pool 4 (pad 1 left) then [1,3,3,1]^2/64 with stride 4 (pad 1)
+    pooled = F.avg_pool2d(F.pad(x, (1, 2, 1, 2), mode="reflect"), 4, stride=1)
+    k = binomial_kernel(4).float()
+    assert torch.allclose(antialias_downsample(x, 4)[0, :, 1, 1],
+                          (pooled[0, :, 3:7, 3:7] * k).sum((-1, -2)), atol=1e-6)
+
+
+def test_identity_init_structure_fresh_and_fast() -> None:
+    net = DegradationNet(4)
+    a, b = net.initial_parameters(), net.initial_parameters()
+    assert not torch.equal(a["head.0.conv.weight"], b["head.0.conv.weight"]), "fresh every call"
+    for name, t in a.items():
+        if name.endswith(".slope"):
+            assert torch.equal(t, torch.ones_like(t))
+        elif name.endswith(".weight"):
+            off_centre = t.clone()
+            off_centre[:, :, 1, 1] = 0
+            assert not off_centre.any() and t[:, :, 1, 1].abs().sum() > 0
+        else:
+            assert not t.any(), f"{name}: biases and noise strengths start at 0"
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        net.initial_parameters()
+        times.append(time.perf_counter() - t0)
+    assert sorted(times)[3] < 0.05, "identity init is a few matrix products, not training"
+
+
+def test_xavier_init_is_far_from_identity() -> None:
+    torch.manual_seed(0)
+    net = DegradationNet(4, channels=16)
+    x = _smooth_images(2)
+    y = net.apply(net.initial_parameters("xavier"), x, net.sample_noise(x))
+    assert (y - antialias_downsample(x, 4)).abs().mean() > 0.05
+
+
+# -- the parameter-space attack ----------------------------------------------------------------
+
+
+def test_group_l2_pgd_takes_normalised_steps_and_projects() -> None:
+    theta0 = {"a": torch.zeros(3), "b": torch.zeros(2)}
+    weights = {"a": 1.0, "b": 10.0}
+    c = {"a": torch.tensor([1.0, -2.0, 0.5]), "b": torch.tensor([30.0, 5.0])}
+
+    def linear(theta):
+        return sum((c[k] * theta[k]).sum() for k in theta)
+
+    one = group_l2_pgd(theta0, weights, linear, radius=20.0, step=6.0, iters=1)
+    assert float(group_l2_norm(one, weights)) == pytest.approx(6.0, rel=1e-5)
+    many = group_l2_pgd(theta0, weights, linear, radius=20.0, step=6.0, iters=5)
+    assert float(group_l2_norm(many, weights)) == pytest.approx(20.0, rel=1e-5)
+    # the maximiser of a linear loss on the weighted ball: r * (c / w^2) / ||c / w||
+    scale = 20.0 / float(group_l2_norm({k: c[k] / weights[k] for k in c}, {"a": 1.0, "b": 1.0}))
+    for k, ck in c.items():
+        torch.testing.assert_close(many[k], scale * ck / weights[k] ** 2)
+    rand = random_group_l2(theta0, weights, 20.0)
+    assert float(group_l2_norm(rand, weights)) == pytest.approx(20.0, rel=1e-5)
+
+
+def test_pgd_stays_in_ball_keeps_slopes_valid_and_raises_loss(trained) -> None:
+    g, _ = trained
+    cfg = _cfg(**{"degradation.channels": 8})
+    method, modules = AND(), _modules(cfg, g)
+    net = modules.aux["degradation"]
+    hr = _smooth_images(2)
+    torch.manual_seed(3)
+    deg = method.degrade(hr, modules, _ctx(cfg))
+    w = _weights(net)
+    assert float(group_l2_norm({k: deg.theta0[k] - deg.theta0[k] for k in w}, w)) == 0
+    assert float(group_l2_norm({k: deg.theta[k] - deg.theta0[k] for k in w}, w)) <= 20 + 1e-4
+    slopes = torch.cat([v for k, v in deg.theta.items() if k.endswith(".slope")])
+    assert slopes.min() >= 0 and slopes.max() <= 1
+    torch.manual_seed(3)
+    net.initial_parameters()
+    noises = net.sample_noise(hr)
+    with torch.no_grad():
+        identity_lq = net.apply(deg.theta0, hr, noises)
+        assert F.l1_loss(g(deg.lq), hr) > F.l1_loss(g(identity_lq), hr) + 0.01
+
+
+def test_adversarial_beats_a_random_deviation_of_the_same_size(trained) -> None:
+    g, _ = trained
+    small = {"degradation.channels": 8, "attack.radius": 0.003, "attack.step": 0.001}
+    hr, losses = _smooth_images(2), {}
+    for ablation in ("", "no_adversarial"):
+        cfg = _cfg(ablation, **small)
+        torch.manual_seed(5)
+        lq = AND().make_inputs(Batch(torch.zeros(2, 3, 8, 8), hr), _modules(cfg, g), _ctx(cfg)).lq
+        with torch.no_grad():
+            losses[ablation] = float(F.l1_loss(g(lq), hr))
+    assert losses[""] > losses["no_adversarial"] + 0.01
+
+
+def test_attack_leaves_g_untouched_and_rebuilds_f_every_step() -> None:
+    cfg = _cfg(**{"degradation.channels": 8, "attack.iters": 2})
+    modules = _modules(cfg)
+    g, net = modules.g, modules.aux["degradation"]
+    for p in g.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    f_before = {k: v.clone() for k, v in net.state_dict().items()}
+    batch_a = Batch(torch.zeros(2, 3, 8, 8), _smooth_images(2))
+    batch_b = Batch(torch.zeros(2, 3, 8, 8), _smooth_images(2))
+    torch.manual_seed(11)
+    first = AND().make_inputs(batch_a, modules, _ctx(cfg)).lq
+    torch.manual_seed(12)
+    AND().make_inputs(batch_b, modules, _ctx(cfg, 1))
+    torch.manual_seed(11)
+    again = AND().make_inputs(batch_a, modules, _ctx(cfg, 2)).lq
+    assert torch.equal(first, again), "a step's degradation depends on nothing but its seed"
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) and p.requires_grad
+               for p in g.parameters())
+    assert all(torch.equal(f_before[k], v) for k, v in net.state_dict().items())
+    assert first.shape == (2, 3, 8, 8) and not first.requires_grad
+
+
+# -- ablations and config ----------------------------------------------------------------------
+
+
+def test_bicubic_ablations() -> None:
+    batch = Batch(_smooth_images(2, 8), _smooth_images(2))
+    cfg = _cfg("classical")
+    assert AND().build_aux(cfg, torch.device("cpu")) == {}
+    assert torch.equal(AND().make_inputs(batch, _modules(cfg), _ctx(cfg)).lq, batch.lq)
+    cfg = _cfg("no_neural_degradation")
+    torch.manual_seed(0)
+    lq = AND().make_inputs(batch, _modules(cfg), _ctx(cfg)).lq
+    delta = (lq - batch.lq).abs()
+    assert 0 < delta.max() <= cfg.attack.noise_eps + 1e-6
+
+
+def test_ablation_and_variant_settings() -> None:
+    assert _cfg("no_adversarial").attack.mode == "random"
+    assert _cfg("no_identity_init").degradation.init == "xavier"
+    gan = _cfg("gan")
+    assert (gan.loss.mode, gan.loss.gan_weight, gan.train.init) == ("gan", 0.1, "method:and")
+    assert AND().needs_perceptual(gan) and not AND().needs_perceptual(_cfg())
+    assert _cfg().train.init == "baseline" and _cfg().loss.mode == "psnr"
+    with pytest.raises(ConfigError, match="both set degradation.kind"):
+        _cfg("classical+no_neural_degradation")
+    with pytest.raises(ConfigError, match="degradation.slope_range"):
+        _cfg(**{"degradation.slope_range": [0.0, 0.5]})
+    with pytest.raises(ConfigError, match="attack.noise_weight"):
+        _cfg(**{"attack.noise_weight": 0})
+
+
+def test_table2_sweep_resolves() -> None:
+    sweep = yaml.safe_load((REPO / "configs/sweeps/and_table2.yaml").read_text())
+    assert set(sweep) >= {"name", "description", "profile", "seeds", "runs"}
+    for run in sweep["runs"]:
+        registry.resolve_config(run["method"], sweep["profile"], run["ablation"])
+    assert {r["ablation"] for r in sweep["runs"]} == {
+        "", "classical", "no_adversarial", "no_neural_degradation", "no_identity_init"}
+
+
+def test_andgan_without_vgg_refuses_with_the_fetch_command(tiny, isolated) -> None:
+    cfg = registry.resolve_config("and", "smoke", "gan", overrides=tiny)
+    with pytest.raises(MissingWeightsError, match="weights fetch vgg19"):
+        runner.execute(cfg, isolated)
+    assert not (isolated / "runs").exists() or not any((isolated / "runs").iterdir())
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_init_runs(tiny, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Runs that a run starts from (``train.init: baseline`` / ``method:and``) get the tiny
+    overrides too, instead of the full smoke profile; the wiring under test is unchanged."""
+    overrides = {**tiny, "train.iters": 2, "train.milestones": [1]}
+
+    def quick(cfg, method: str = runner.BASELINE_METHOD):
+        return registry.resolve_config(method, cfg.profile, "", cfg.seed, overrides)
+
+    monkeypatch.setattr(runner, "baseline_config", quick)
+    return overrides
+
+
+@pytest.mark.slow
+def test_and_runs_end_to_end_from_the_baseline(tiny_init_runs, isolated, capsys) -> None:
+    assert main(["run", "--method", "and", *as_set_args(tiny_init_runs)]) == 0
+    assert "| and " in capsys.readouterr().out
+    cfg = registry.resolve_config("and", "smoke", overrides=tiny_init_runs)
+    summary = RunDir.for_config(cfg, isolated).read_summary()
+    assert summary["status"] == "done"
+    assert summary["init"] == RunDir.for_config(runner.baseline_config(cfg), isolated).run_id
+
+
+@pytest.mark.slow
+def test_andgan_fine_tunes_from_andnet(tiny_init_runs, isolated, tmp_path) -> None:
+    torch.manual_seed(0)
+    state = vgg19(weights=None).state_dict()
+    state = {k: v if k.startswith("features.") else v.new_zeros(1) for k, v in state.items()}
+    path = Path(tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    cfg = registry.resolve_config("and", "smoke", "gan", overrides=tiny_init_runs)
+    run = runner.execute(cfg, isolated)
+    andnet = runner.baseline_config(cfg, "and")
+    assert andnet.ablation == "" and andnet.loss.mode == "psnr"
+    assert run.read_summary()["init"] == RunDir.for_config(andnet, isolated).run_id
+    assert (run.path / "models" / "net_d_2.pth").is_file()
