@@ -4,14 +4,12 @@ maps (function and dataset), checkpoint compatibility with RRDBNet, and end-to-e
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor
 
 from methods.bapd import (
@@ -468,26 +466,8 @@ def test_dataset_loads_aligned_edge_crops_that_agree_with_on_the_fly_edges(tmp_p
 
 # -- end to end --------------------------------------------------------------------------------
 
-TINY_SMOKE = {
-    "description": "tiny smoke for tests", "scale": 4,
-    "model": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}, "disc": {"num_feat": 4},
-    "loss": {"mode": "psnr"},
-    "train": {"iters": 4, "batch_size": 2, "patch_size": 32, "lr": 2.0e-4, "milestones": [3],
-              "ema_decay": 0.99, "ckpt_every": 2},
-    "eval": {"suites": ["clean"], "metrics": ["psnr_y", "ssim_y"]},
-    "runtime": {"num_workers": 0, "log_every": 50, "progress": False, "device": "cpu"},
-}
 
 
-@pytest.fixture
-def tiny_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The repository's configs with a tiny smoke profile, so that the clean baseline BAPD
-    fine-tunes from takes seconds."""
-    root = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", root)
-    (root / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(TINY_SMOKE))
-    monkeypatch.setenv("ROBUSTSR_CONFIGS", str(root))
-    return root
 
 
 def trained(ablation: str) -> tuple[BAPDGenerator, dict, dict]:

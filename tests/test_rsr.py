@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -175,26 +173,8 @@ def test_run_without_vgg_refuses_before_training(isolated, capsys):
 
 # -- end to end ------------------------------------------------------------------------------
 
-TINY_SMOKE = {
-    "description": "tiny smoke for tests", "scale": 4,
-    "model": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}, "disc": {"num_feat": 4},
-    "loss": {"mode": "psnr"},
-    "train": {"iters": 4, "batch_size": 2, "patch_size": 32, "lr": 2.0e-4, "milestones": [3],
-              "ema_decay": 0.99, "ckpt_every": 2},
-    "eval": {"suites": ["clean"], "metrics": ["psnr_y", "ssim_y"]},
-    "runtime": {"num_workers": 0, "log_every": 50, "progress": False, "device": "cpu"},
-}
 
 
-@pytest.fixture
-def tiny_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The repository's configs with a tiny smoke profile, so that the clean baseline a run
-    fine-tunes from (resolved from the profile, not from --set) takes seconds, not minutes."""
-    root = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", root)
-    (root / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(TINY_SMOKE))
-    monkeypatch.setenv("ROBUSTSR_CONFIGS", str(root))
-    return root
 
 
 def finished_run(method: str, ablation: str = "", **overrides):

@@ -52,8 +52,8 @@ def test_finished_run_is_reused_and_force_redoes(tiny, isolated):
     assert run.summary_path.stat().st_mtime_ns != stamp
 
 
-def test_robust_method_fine_tunes_from_the_cached_baseline(tiny, isolated):
-    cfg = registry.resolve_config("esrgan", "smoke", overrides={**tiny, "train.init": "baseline"})
+def test_robust_method_fine_tunes_from_the_cached_baseline(tiny_configs, isolated):
+    cfg = registry.resolve_config("esrgan", "smoke", overrides={"train.init": "baseline"})
     run = runner.execute(cfg, isolated)
     base = RunDir.for_config(runner.baseline_config(cfg), isolated)
     assert base.is_done(), "the clean baseline is trained first"
