@@ -34,8 +34,13 @@ def _smooth_images(n: int, size: int = 32) -> torch.Tensor:
     return F.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
+PAPER_BALL = {"attack.radius": 20.0, "attack.step": 6.0}
+
+
 def _cfg(ablation: str = "", **overrides):
-    return registry.resolve_config("and", "smoke", ablation, overrides=overrides)
+    """Smoke-sized config with the paper's PGD ball (smoke calibrates a smaller one)."""
+    return registry.resolve_config("and", "smoke", ablation,
+                                   overrides={**PAPER_BALL, **overrides})
 
 
 def _ctx(cfg, step: int = 0) -> TrainContext:
@@ -230,6 +235,9 @@ def test_ablation_and_variant_settings() -> None:
     assert (gan.loss.mode, gan.loss.gan_weight, gan.train.init) == ("gan", 0.1, "method:and")
     assert AND().needs_perceptual(gan) and not AND().needs_perceptual(_cfg())
     assert _cfg().train.init == "baseline" and _cfg().loss.mode == "psnr"
+    paper, smoke = (registry.resolve_config("and", p).attack for p in ("paper", "smoke"))
+    assert (paper.radius, paper.step) == (20.0, 6.0), "the published ball"
+    assert (smoke.radius, smoke.step) == (0.001, 0.0003), "smoke's documented calibration"
     with pytest.raises(ConfigError, match="both set degradation.kind"):
         _cfg("classical+no_neural_degradation")
     with pytest.raises(ConfigError, match="degradation.slope_range"):
