@@ -71,14 +71,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from methods.base import Batch, Method, Modules, Outputs, TrainContext
-from robustsr_bench.attacks import frozen, linf_pgd
+from robustsr_bench.attacks import AttackObjective, frozen, linf_pgd
 from robustsr_bench.config import check
 from robustsr_bench.data.edges import EdgeConfig, edge_map, gaussian_blur
 from robustsr_bench.errors import ConfigError
 from robustsr_bench.nets.rrdbnet import RRDBNet, default_init_weights
 
 BRANCH_PREFIX = "detail_recovery."
-ATTACK_LOSSES = ("l1+percep", "l1", "percep")
 DISTILLATION_MODES = ("bidirectional", "one_way", "none")
 _WRAPPERS = ("params", "params_ema")
 
@@ -128,33 +127,18 @@ class HFAttackConfig:
 
 
 @dataclass
-class BAPDAttackConfig:
+class BAPDAttackConfig(AttackObjective):
     """The attack layer (training only) and the content loss both of its levels maximise."""
 
-    loss: str = "l1+percep"
-    pixel_weight: float = 0.01
-    perceptual_weight: float = 1.0
     pixel: PixelAttackConfig = field(default_factory=PixelAttackConfig)
     hf: HFAttackConfig = field(default_factory=HFAttackConfig)
 
     def __post_init__(self) -> None:
-        check(self.loss in ATTACK_LOSSES, "attack.loss", self.loss,
-              f"one of: {', '.join(ATTACK_LOSSES)}")
-        for name in ("pixel_weight", "perceptual_weight"):
-            value = getattr(self, name)
-            check(value >= 0, f"attack.{name}", value, "a number >= 0")
+        self.check_objective("attack")
 
     @property
     def enabled(self) -> bool:
         return self.pixel.enabled or self.hf.enabled
-
-    def loss_weights(self) -> tuple[float, float]:
-        """(L1 weight, perceptual weight) of the attacked objective."""
-        if self.loss == "l1":
-            return 1.0, 0.0
-        if self.loss == "percep":
-            return 0.0, 1.0
-        return self.pixel_weight, self.perceptual_weight
 
 
 @dataclass

@@ -38,15 +38,13 @@ from typing import Any
 from torch import Tensor
 
 from methods.base import Batch, Method, Modules, TrainContext
-from robustsr_bench.attacks import frozen, linf_pgd
+from robustsr_bench.attacks import AttackObjective, frozen, linf_pgd
 from robustsr_bench.config import check
 from robustsr_bench.errors import ConfigError
 
-ATTACK_LOSSES = ("l1+percep", "l1", "percep")
-
 
 @dataclass
-class AttackConfig:
+class AttackConfig(AttackObjective):
     """RSR's PGD attack on the LR input; defaults are the paper's (Table 1, bold row).
 
     ``eps`` bounds ``|delta|_inf`` (accepts ``14/255``); ``alpha`` is the step size; ``structure``
@@ -59,21 +57,14 @@ class AttackConfig:
     iters: int = 2
     alpha: float = 1 / 255
     structure: float = 1.5
-    loss: str = "l1+percep"
-    pixel_weight: float = 0.01
-    perceptual_weight: float = 1.0
     random_start: bool = True
 
     def __post_init__(self) -> None:
-        check(0 <= self.eps <= 1, "attack.eps", self.eps, "a number in [0, 1], e.g. 14/255")
+        check(0 < self.eps <= 1, "attack.eps", self.eps, "a number in (0, 1], e.g. 14/255")
         check(self.iters >= 0, "attack.iters", self.iters, "an integer >= 0")
         check(self.alpha >= 0, "attack.alpha", self.alpha, "a number >= 0, e.g. 1/255")
         check(self.structure >= 1, "attack.structure", self.structure, "a number >= 1")
-        check(self.loss in ATTACK_LOSSES, "attack.loss", self.loss,
-              f"one of: {', '.join(ATTACK_LOSSES)}")
-        for name in ("pixel_weight", "perceptual_weight"):
-            value = getattr(self, name)
-            check(value >= 0, f"attack.{name}", value, "a number >= 0")
+        self.check_objective("attack")
         check(self.loss != "l1+percep" or self.pixel_weight + self.perceptual_weight > 0,
               "attack.pixel_weight", self.pixel_weight,
               "a positive weight on at least one of the two losses")
@@ -82,14 +73,6 @@ class AttackConfig:
     def enabled(self) -> bool:
         """Whether the attack changes the input at all."""
         return self.iters > 0 or self.random_start
-
-    def loss_weights(self) -> tuple[float, float]:
-        """(L1 weight, perceptual weight) of the attacked objective."""
-        if self.loss == "l1":
-            return 1.0, 0.0
-        if self.loss == "percep":
-            return 0.0, 1.0
-        return self.pixel_weight, self.perceptual_weight
 
 
 @dataclass

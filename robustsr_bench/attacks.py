@@ -16,12 +16,46 @@ attack iteration cheaper than a training step.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import check
+
+
+ATTACK_LOSSES = ("l1+percep", "l1", "percep")
+
+
+@dataclass
+class AttackObjective:
+    """Which content loss an attack maximises (RSR's Table 1 "Loss" column).
+
+    ``l1+percep`` weighs L1 and the VGG perceptual loss by ``pixel_weight`` / ``perceptual_weight``
+    (only their ratio matters to a signed-gradient attack); ``l1`` and ``percep`` use one term
+    with weight 1. Shared by every attack config so the choice reads the same everywhere.
+    """
+
+    loss: str = "l1+percep"
+    pixel_weight: float = 0.01
+    perceptual_weight: float = 1.0
+
+    def check_objective(self, section: str) -> None:
+        check(self.loss in ATTACK_LOSSES, f"{section}.loss", self.loss,
+              f"one of: {', '.join(ATTACK_LOSSES)}")
+        for name in ("pixel_weight", "perceptual_weight"):
+            value = getattr(self, name)
+            check(value >= 0, f"{section}.{name}", value, "a number >= 0")
+
+    def loss_weights(self) -> tuple[float, float]:
+        """(L1 weight, perceptual weight) of the attacked objective."""
+        if self.loss == "l1":
+            return 1.0, 0.0
+        if self.loss == "percep":
+            return 0.0, 1.0
+        return self.pixel_weight, self.perceptual_weight
 
 @contextmanager
 def frozen(*nets: nn.Module | None) -> Iterator[None]:

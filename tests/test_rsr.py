@@ -50,7 +50,8 @@ def test_fraction_overrides_and_one_line_errors():
     assert cfg.attack.eps == pytest.approx(10 / 255) and cfg.attack.alpha == pytest.approx(2 / 255)
     for key, value, expected in [("attack.loss", "l2", "one of: l1+percep, l1, percep"),
                                  ("attack.structure", 0.5, "a number >= 1"),
-                                 ("attack.eps", 2, "a number in [0, 1]"),
+                                 ("attack.eps", 2.0, "a number in (0, 1]"),
+                                 ("attack.eps", 0.0, "a number in (0, 1]"),
                                  ("attack.iters", -1, "an integer >= 0")]:
         with pytest.raises(ConfigError, match=r"is invalid; expected") as info:
             registry.resolve_config("rsr", "smoke", overrides={key: value})
