@@ -7,19 +7,33 @@ channel of MATLAB's ``rgb2ycbcr`` is compared. SSIM uses an 11x11 Gaussian windo
 ``C1 = (0.01 * 255)^2``, ``C2 = (0.03 * 255)^2`` and 'valid' filtering; on RGB it is the mean over
 channels. Y is *not* rounded to integers (BasicSR does not; MATLAB and pyiqa's SSIM do).
 
-Each :class:`Metric` carries its direction and whether it needs a reference, so reports can pick
-"best" and no-reference metrics (NIQE, ...) can be added to the same registry later.
+Each :class:`Metric` carries its direction, whether it needs a reference and which pretrained files
+(:mod:`robustsr_bench.weights`) it loads, so reports pick "best" by direction, no-reference suites
+get only no-reference metrics, and runs refuse before training when a file is missing. LPIPS
+(``lpips`` package, AlexNet, v0.1) and NIQE/BRISQUE/PIQE (pyiqa defaults) follow their sources;
+see the "deep metrics" section for what is our choice. :func:`plan_metrics` splits a config's
+``eval.metrics`` (must run) from ``eval.optional_metrics`` (run where their files are present,
+otherwise reported as unavailable with the reason).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import importlib.util
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from torch import Tensor
 
-from .errors import ConfigError
+from . import weights
+from .errors import ConfigError, UserError
+
+log = logging.getLogger("robustsr_bench")
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
@@ -89,6 +103,47 @@ def ssim(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool =
     return float(np.mean([_ssim_channel(a[..., c], b[..., c]) for c in range(a.shape[2])]))
 
 
+# --------------------------------------------------------------------------------- deep metrics
+#
+# LPIPS (AlexNet trunk, linear layers v0.1) comes from the ``lpips`` package with ``normalize=True``
+# on [0, 1] inputs, as its authors evaluate; NIQE, BRISQUE and PIQE come from pyiqa with its
+# default settings (``niqe``: Y of YIQ with pyiqa's pristine model; ``brisque``: the LIVE SVR on
+# Y). Our choice: every metric sees the same image, with the same ``crop_border`` removed (the
+# scale), so LPIPS and the NR metrics ignore the border pixels PSNR/SSIM ignore.
+
+_Scorer = Callable[[Tensor, "Tensor | None"], Tensor]
+_Builder = Callable[[dict[str, Path], torch.device], _Scorer]
+
+
+def _build_lpips_alex(paths: dict[str, Path], device: torch.device) -> _Scorer:
+    import lpips
+
+    # lpips asks torchvision for ``alexnet(pretrained=True)``, which reads the cached file that
+    # weights.require has just confirmed; the warning is torchvision's ``pretrained=`` deprecation.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        net = lpips.LPIPS(net="alex", version="0.1", model_path=str(paths["lpips_alex_lin"]),
+                          verbose=False)
+    net = net.to(device).eval()
+    return lambda sr, hr: net(sr, hr, normalize=True).flatten()
+
+
+def _pyiqa_builder(name: str, weight: str | None = None) -> _Builder:
+    """pyiqa metric ``name``; its file is passed explicitly so pyiqa never downloads."""
+
+    def build(paths: dict[str, Path], device: torch.device) -> _Scorer:
+        import pyiqa
+
+        logging.getLogger("pyiqa").setLevel(logging.WARNING)  # its "Metric [...] is created."
+        extra = {"pretrained_model_path": str(paths[weight])} if weight else {}
+        net = pyiqa.create_metric(name, device=device, **extra)
+        return lambda sr, hr: net(sr).flatten()
+
+    return build
+
+
+# --------------------------------------------------------------------------------- registry
+
 _MetricFn = Callable[[np.ndarray, "np.ndarray | None", int], float]
 
 
@@ -96,22 +151,110 @@ _MetricFn = Callable[[np.ndarray, "np.ndarray | None", int], float]
 class Metric:
     """A named metric with what reports and ``weights check`` need to know about it.
 
-    ``weights`` names the pretrained files the metric loads (none for PSNR/SSIM), so a run can
-    check for them before it starts rather than fail after training.
+    Cheap to create: listing, reports and planning only read ``higher_is_better``,
+    ``needs_reference`` and ``weights``. A model-based metric (``build``) loads on its first score,
+    and only after :func:`weights.require` has confirmed its files, so it never downloads.
+    ``fn`` metrics score one HxWx3 numpy image; ``build`` metrics score NCHW tensor batches.
     """
 
     name: str
     higher_is_better: bool
     needs_reference: bool
-    fn: _MetricFn = field(repr=False)
+    fn: _MetricFn | None = field(default=None, repr=False)
     weights: tuple[str, ...] = ()
     description: str = ""
+    build: _Builder | None = field(default=None, repr=False)
+    backend: str = ""
+    device: str = "cpu"
+    _loaded: dict[str, _Scorer] = field(default_factory=dict, init=False, repr=False,
+                                        compare=False)
 
     def __call__(self, sr: np.ndarray, hr: np.ndarray | None = None,
                  crop_border: int = 0) -> float:
+        """Score one HxWx3 image in [0, 1] (against ``hr`` for reference metrics)."""
+        self._check_reference(hr)
+        if self.fn is not None:
+            return self.fn(sr, hr, crop_border)
+        ref = None if hr is None else _to_batch(hr)
+        return self.score_batch(_to_batch(sr), ref, crop_border)[0]
+
+    def score_batch(self, sr: Tensor, hr: Tensor | None = None,
+                    crop_border: int = 0) -> list[float]:
+        """Scores of an Nx3xHxW batch in [0, 1], one per image; deep metrics run on the batch."""
+        self._check_reference(hr)
+        if hr is not None and sr.shape != hr.shape:
+            raise ValueError(f"metrics need SR and HR of the same shape, got SR "
+                             f"{tuple(sr.shape)} and HR {tuple(hr.shape)}")
+        if self.fn is not None:
+            srs = [_to_numpy(x) for x in sr]
+            hrs = [_to_numpy(x) for x in hr] if hr is not None else [None] * len(srs)
+            return [self.fn(s, h, crop_border) for s, h in zip(srs, hrs)]
+        sr, hr = _crop(sr, crop_border), None if hr is None else _crop(hr, crop_border)
+        device = torch.device(self.device)
+        with torch.no_grad():
+            scores = self.scorer()(sr.float().to(device),
+                                   None if hr is None else hr.float().to(device))
+        return [float(v) for v in scores.detach().cpu().double()]
+
+    def scorer(self) -> _Scorer:
+        """The loaded model (built once per Metric object)."""
+        if "scorer" not in self._loaded:
+            reason = _backend_missing(self.backend)
+            if reason:
+                raise UserError(f"metric {self.name} needs {reason}")
+            paths = weights.require(self.weights)
+            for name, path in paths.items():
+                _validate(name, path)
+            self._loaded["scorer"] = self.build(paths, torch.device(self.device))
+        return self._loaded["scorer"]
+
+    def unavailable_reason(self) -> str | None:
+        """Why this metric cannot run here (package or files missing), else ``None``."""
+        reason = _backend_missing(self.backend)
+        if reason:
+            return reason
+        missing = [weights.weight_file(n) for n in self.weights
+                   if not weights.weight_file(n).path.is_file()]
+        if not missing:
+            return None
+        return (f"missing {', '.join(str(w.path) for w in missing)} "
+                f"(`{weights.fetch_command(w.name for w in missing)}`)")
+
+    def _check_reference(self, hr: object) -> None:
         if self.needs_reference and hr is None:
             raise ValueError(f"metric {self.name} needs a reference (HR) image")
-        return self.fn(sr, hr, crop_border)
+
+
+def _backend_missing(package: str) -> str | None:
+    if package and importlib.util.find_spec(package) is None:
+        return f"the {package} package, which is not installed (pip install {package})"
+    return None
+
+
+def _validate(name: str, path: Path) -> None:
+    """Structure check before loading, so a broken file is one clear line, not a traceback."""
+    status = weights.inspect(weights.weight_file(name), path, verify_hash=False)
+    if not status.usable:
+        raise UserError(f"pretrained file {status.detail} is {status.status}; re-run "
+                        f"`{weights.fetch_command([name])} --force`")
+
+
+def _to_batch(img: np.ndarray) -> Tensor:
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"metrics need HxWx3 images, got shape {img.shape}")
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), np.float32))[None]
+
+
+def _to_numpy(img: Tensor) -> np.ndarray:
+    return img.detach().cpu().double().numpy().transpose(1, 2, 0)
+
+
+def _crop(x: Tensor, border: int) -> Tensor:
+    if border < 0 or 2 * border >= min(x.shape[-2:]):
+        raise ValueError(f"crop_border={border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} "
+                         f"image")
+    return x[..., border:-border, border:-border] if border else x
 
 
 def _fidelity(name: str, fn: Callable[..., float], y_channel: bool, what: str) -> Metric:
@@ -119,11 +262,25 @@ def _fidelity(name: str, fn: Callable[..., float], y_channel: bool, what: str) -
                   fn=lambda sr, hr, crop: fn(sr, hr, crop, y_channel), description=what)
 
 
+def _deep(name: str, needs_reference: bool, build: _Builder, files: tuple[str, ...],
+          backend: str, what: str) -> Metric:
+    return Metric(name, higher_is_better=False, needs_reference=needs_reference, weights=files,
+                  description=what, build=build, backend=backend)
+
+
 _METRICS: dict[str, Callable[[], Metric]] = {
     "psnr_y": lambda: _fidelity("psnr_y", psnr, True, "PSNR on the BT.601 Y channel, dB"),
     "ssim_y": lambda: _fidelity("ssim_y", ssim, True, "SSIM on the BT.601 Y channel"),
     "psnr_rgb": lambda: _fidelity("psnr_rgb", psnr, False, "PSNR on RGB, dB"),
     "ssim_rgb": lambda: _fidelity("ssim_rgb", ssim, False, "SSIM on RGB, mean over channels"),
+    "lpips_alex": lambda: _deep("lpips_alex", True, _build_lpips_alex,
+                                ("alexnet", "lpips_alex_lin"), "lpips", "LPIPS v0.1, AlexNet"),
+    "niqe": lambda: _deep("niqe", False, _pyiqa_builder("niqe", "niqe"), ("niqe",), "pyiqa",
+                          "NIQE (pyiqa), no reference"),
+    "brisque": lambda: _deep("brisque", False, _pyiqa_builder("brisque", "brisque"),
+                             ("brisque",), "pyiqa", "BRISQUE (pyiqa), no reference"),
+    "piqe": lambda: _deep("piqe", False, _pyiqa_builder("piqe"), (), "pyiqa",
+                          "PIQE (pyiqa), no reference, no pretrained file"),
 }
 
 
@@ -132,8 +289,39 @@ def list_metrics() -> list[str]:
     return list(_METRICS)
 
 
-def create_metric(name: str) -> Metric:
-    """The metric called ``name``; factories so that model-based metrics load only when asked."""
+def create_metric(name: str, device: str | torch.device = "cpu") -> Metric:
+    """The metric called ``name``; nothing is loaded until it scores its first image."""
     if name not in _METRICS:
         raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(_METRICS)}")
-    return _METRICS[name]()
+    return replace(_METRICS[name](), device=str(device))
+
+
+@dataclass
+class MetricPlan:
+    """The metrics an evaluation computes, and the optional ones it cannot, with the reason."""
+
+    metrics: list[Metric]
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def plan_metrics(required: Sequence[str], optional: Sequence[str] = (),
+                 device: str | torch.device = "cpu") -> MetricPlan:
+    """``required`` always (their files were checked before the run started); each ``optional``
+    metric only where its package and files are present, otherwise logged as unavailable."""
+    plan = MetricPlan([create_metric(n, device) for n in dict.fromkeys(required)])
+    for name in dict.fromkeys(optional):
+        if name in required:
+            continue
+        metric = create_metric(name, device)
+        reason = metric.unavailable_reason()
+        if reason:
+            log.warning("metric %s unavailable, not computed: %s", name, reason)
+            plan.unavailable[name] = reason
+        else:
+            plan.metrics.append(metric)
+    return plan
+
+
+def weights_for(names: Iterable[str]) -> list[str]:
+    """Pretrained files the named metrics load (validates the names)."""
+    return list(dict.fromkeys(w for n in names for w in create_metric(n).weights))

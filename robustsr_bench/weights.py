@@ -1,52 +1,217 @@
-"""Pretrained files: where each must lie in the cache, and an early, exact refusal when absent.
+"""Pretrained files: the manifest, where each lies in the cache, checking, fetching, refusing early.
 
-Compute nodes often have no internet, so nothing is ever downloaded inside a run. The cache follows
-the conventions torchvision, lpips and pyiqa already read (``$TORCH_HOME/hub/...``), so a file
-fetched once serves all three. ``python -m robustsr_bench weights fetch NAME`` downloads (where
-there is internet); a run that needs a missing file stops before training, naming the path it
-looked for and that command.
+Compute nodes often have no internet, so nothing is ever downloaded inside a run. The cache is the
+one torchvision, lpips and pyiqa already read, so a file fetched once serves all of them:
+
+- torchvision backbones (AlexNet for LPIPS, VGG19 for the perceptual loss) in
+  ``$TORCH_HOME/hub/checkpoints/<file>``, the path ``torch.hub.load_state_dict_from_url`` looks
+  at before it would download (it never checks the hash of a file already there);
+- pyiqa's NIQE/BRISQUE parameters in ``$TORCH_HOME/hub/pyiqa/<file>``, the folder pyiqa's
+  ``load_file_from_url`` uses (we pass the path explicitly, so pyiqa's import-time copy of
+  ``$TORCH_HOME`` does not matter);
+- LPIPS's linear layers, which ship inside the ``lpips`` wheel (checked, never fetched);
+- published Real-ESRGAN/Real-ESRNet generators (``--init PATH``) in
+  ``$TORCH_HOME/hub/robustsr_bench/`` (our choice: a folder of our own).
+
+Source facts: torchvision's file names embed the first 8 hex digits of the file's SHA-256, and its
+model docs give the sizes; LPIPS's ``alex.pth`` (lpips 0.1.4) hashes to ``df73285e...``, the prefix
+pyiqa's copy of it is named after; pyiqa and Real-ESRGAN publish no hash, so those files are verified by
+structure only. ``check`` says, per file: ``ok`` (loads with the expected structure and its hash
+matches), ``unverified`` (loads, no published hash to compare), ``hash mismatch`` (loads, but is
+not the published file: numbers are not comparable to papers), ``corrupt`` (truncated, unloadable
+or wrong structure) or ``missing``. ``fetch`` writes to a temporary file next to the target,
+verifies it and renames it into place, so an interrupted fetch never leaves a half file behind.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
-from .errors import ConfigError, MissingWeightsError
+import torch
+
+from .errors import ConfigError, MissingWeightsError, UserError
+
+log = logging.getLogger("robustsr_bench")
+
+FETCH_TIMEOUT_S = 30.0  # our choice: a dead connection fails within half a minute
+_CHUNK = 1 << 20
+OK, UNVERIFIED, MISMATCH, CORRUPT, MISSING = "ok", "unverified", "hash mismatch", "corrupt", "missing"
+_USABLE = (OK, UNVERIFIED, MISMATCH)
+
+
+class WeightsFetchError(UserError):
+    """A file could not be fetched or copied, or what arrived failed verification."""
+
+
+# --------------------------------------------------------------------------------- structure
+
+
+def _torch_load(path: Path, trusted_pickle: bool = False) -> Any:
+    """``torch.load`` on CPU; memory-mapped where the file format allows (fast for big files)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trusted_pickle, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):  # old (pre-zip) files cannot be mapped; anything else is real
+            raise
+    return torch.load(path, map_location="cpu", weights_only=not trusted_pickle)
+
+
+def _expect_shapes(state: Any, expected: dict[str, tuple[int, ...]]) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a state dict, found {type(state).__name__}")
+    for key, shape in expected.items():
+        if key not in state:
+            raise ValueError(f"lacks key {key!r}")
+        if tuple(state[key].shape) != shape:
+            raise ValueError(f"{key} has shape {tuple(state[key].shape)}, expected {shape}")
+
+
+def _torchvision_shapes(arch: str, prefix: str) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of torchvision's ``arch`` (built on the meta device: no memory, no init)."""
+    import torchvision.models
+
+    with torch.device("meta"):
+        net = getattr(torchvision.models, arch)(weights=None)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items() if k.startswith(prefix)}
+
+
+def _torchvision_validator(arch: str, prefix: str) -> Callable[[Path], None]:
+    """Every ``prefix*`` tensor of torchvision's ``arch`` must be there with its shape.
+
+    AlexNet needs the classifier too (lpips loads the full state dict strictly); the perceptual
+    loss reads only VGG19's ``features.*``.
+    """
+    return lambda path: _expect_shapes(_torch_load(path), _torchvision_shapes(arch, prefix))
+
+
+LPIPS_ALEX_CHANNELS = (64, 192, 384, 256, 256)
+
+
+def _lpips_linear(path: Path) -> None:
+    _expect_shapes(_torch_load(path), {f"lin{i}.model.1.weight": (1, c, 1, 1)
+                                       for i, c in enumerate(LPIPS_ALEX_CHANNELS)})
+
+
+NIQE_FEATURES = 36
+BRISQUE_FEATURES = 36
+
+
+def _niqe_mat(path: Path) -> None:
+    """pyiqa reads ``mu_prisparam`` (36 values) and ``cov_prisparam`` (36x36)."""
+    import numpy as np
+    import scipy.io
+
+    params = scipy.io.loadmat(path)
+    for key, size in (("mu_prisparam", NIQE_FEATURES), ("cov_prisparam", NIQE_FEATURES ** 2)):
+        if key not in params or np.size(params[key]) != size:
+            raise ValueError(f"{key} missing or not of {size} values")
+
+
+def _brisque_svm(path: Path) -> None:
+    """pyiqa reads ``sv_coef, sv = torch.load(...)``: (n,) coefficients and (n, 36) vectors."""
+    obj = _torch_load(path, trusted_pickle=True)
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
+        raise ValueError("expected a pair (sv_coef, sv)")
+    coef, sv = obj
+    if coef.ndim != 1 or sv.ndim != 2 or sv.shape != (coef.shape[0], BRISQUE_FEATURES):
+        raise ValueError(f"sv_coef {tuple(coef.shape)} and sv {tuple(sv.shape)} do not fit "
+                         f"(expected (n,) and (n, {BRISQUE_FEATURES}))")
+
+
+def _rrdbnet_generator(path: Path) -> None:
+    """BasicSR layout: ``{'params_ema' or 'params': state dict}`` of an RRDBNet."""
+    obj = _torch_load(path)
+    state = obj.get("params_ema", obj.get("params")) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or "conv_first.weight" not in state:
+        raise ValueError("not a BasicSR RRDBNet checkpoint (no params_ema/params.conv_first)")
+
+
+# --------------------------------------------------------------------------------- manifest
 
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One pretrained file of the manifest."""
+    """One pretrained file: where it must lie, where it comes from, how to tell it is intact.
+
+    ``package`` set means the file ships inside that pip package (``subdir`` is relative to the
+    package folder) and is never fetched.
+    """
 
     name: str
     filename: str
     subdir: str
     url: str
     used_by: str
+    validate: Callable[[Path], None] = field(repr=False)
     size: int | None = None
+    sha256_prefix: str | None = None
+    package: str = ""
 
     @property
     def path(self) -> Path:
+        if self.package:
+            return _package_dir(self.package) / self.subdir / self.filename
         return hub_dir() / self.subdir / self.filename
 
+    @property
+    def fetchable(self) -> bool:
+        return not self.package
+
+
+_TV = "https://download.pytorch.org/models/"
+_PYIQA = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/"
+_REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download/"
 
 MANIFEST: dict[str, WeightFile] = {w.name: w for w in (
-    WeightFile("vgg19", "vgg19-dcbb9e9d.pth", "checkpoints",
-               "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-               "perceptual loss (GAN profile, RSR/AND attack losses)", 574673361),
+    WeightFile("vgg19", "vgg19-dcbb9e9d.pth", "checkpoints", _TV + "vgg19-dcbb9e9d.pth",
+               "perceptual loss (GAN profile, RSR/AND attack losses)",
+               _torchvision_validator("vgg19", "features."), 574673361, "dcbb9e9d"),
     WeightFile("alexnet", "alexnet-owt-7be5be79.pth", "checkpoints",
-               "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-               "LPIPS (AlexNet backbone)", 244408911),
+               _TV + "alexnet-owt-7be5be79.pth", "lpips_alex (AlexNet backbone)",
+               _torchvision_validator("alexnet", ""), 244408911, "7be5be79"),
+    WeightFile("lpips_alex_lin", "alex.pth", "weights/v0.1",
+               "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/"
+               "alex.pth", "lpips_alex (linear layers, v0.1)", _lpips_linear, 6009, "df73285e",
+               package="lpips"),
+    WeightFile("niqe", "niqe_modelparameters.mat", "pyiqa", _PYIQA + "niqe_modelparameters.mat",
+               "niqe (pyiqa, pristine-model Gaussian)", _niqe_mat),
+    WeightFile("brisque", "brisque_svm_weights.pth", "pyiqa", _PYIQA + "brisque_svm_weights.pth",
+               "brisque (pyiqa, SVR)", _brisque_svm),
+    WeightFile("realesrgan_x4plus", "RealESRGAN_x4plus.pth", "robustsr_bench",
+               _REAL_ESRGAN + "v0.1.0/RealESRGAN_x4plus.pth",
+               "--init for the paper profile (published Real-ESRGAN x4 generator)",
+               _rrdbnet_generator),
+    WeightFile("realesrnet_x4plus", "RealESRNet_x4plus.pth", "robustsr_bench",
+               _REAL_ESRGAN + "v0.1.1/RealESRNet_x4plus.pth",
+               "--init for the paper profile (published Real-ESRNet x4 generator)",
+               _rrdbnet_generator),
 )}
 
 
 def hub_dir() -> Path:
-    """``$TORCH_HOME/hub`` (default ``~/.cache/torch/hub``), as torch.hub computes it."""
+    """``$TORCH_HOME/hub`` (default ``~/.cache/torch/hub``), as torch.hub computes it now."""
     import torch.hub
 
     return Path(torch.hub.get_dir())
+
+
+def _package_dir(package: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        return Path(f"<{package} not installed>")
+    return Path(spec.origin).parent
 
 
 def weight_file(name: str) -> WeightFile:
@@ -55,13 +220,173 @@ def weight_file(name: str) -> WeightFile:
     return MANIFEST[name]
 
 
+def fetch_command(names: Iterable[str]) -> str:
+    return "python -m robustsr_bench weights fetch " + " ".join(names)
+
+
 def require(names: Iterable[str]) -> dict[str, Path]:
-    """Paths of the named files; one error listing every missing path and the fetch command."""
+    """Paths of the named files; one error listing every missing path and the fetch command.
+
+    Only existence is checked (instant); a present but broken file fails when it is loaded, with
+    its own one-line error. Runs call this before anything else, so they never download.
+    """
     files = [weight_file(n) for n in dict.fromkeys(names)]
     missing = [w for w in files if not w.path.is_file()]
     if missing:
         paths = ", ".join(str(w.path) for w in missing)
-        cmd = "python -m robustsr_bench weights fetch " + " ".join(w.name for w in missing)
+        cmd = fetch_command(w.name for w in missing)
         raise MissingWeightsError(f"missing pretrained file(s): {paths}; run `{cmd}` where there "
-                                  f"is internet, or copy the file(s) to that path")
+                                  f"is internet (or with --from DIR), or copy the file(s) to that "
+                                  f"path")
     return {w.name: w.path for w in files}
+
+
+def resolve(names: Iterable[str]) -> list[WeightFile]:
+    """Manifest entries for file names and/or metric names (a metric means all its files);
+    nothing means the whole manifest."""
+    from .metrics import create_metric, list_metrics
+
+    names = list(names)
+    if not names:
+        return list(MANIFEST.values())
+    out: dict[str, WeightFile] = {}
+    for name in names:
+        if name in MANIFEST:
+            out[name] = MANIFEST[name]
+        elif name in list_metrics():
+            out.update((n, MANIFEST[n]) for n in create_metric(name).weights)
+        else:
+            raise ConfigError(f"unknown weight file or metric '{name}'; valid files: "
+                              f"{', '.join(MANIFEST)}; metrics: {', '.join(list_metrics())}")
+    return list(out.values())
+
+
+# --------------------------------------------------------------------------------- check
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """What ``check`` found for one file."""
+
+    file: WeightFile
+    status: str
+    detail: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.status in _USABLE
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def inspect(w: WeightFile, path: Path | None = None, verify_hash: bool = True) -> FileStatus:
+    """Status of ``w`` at ``path`` (default: its cache path): structure first, then the hash
+    (``verify_hash=False`` skips hashing and reports ``unverified``: loading a model already
+    reads the file, hashing it again on every run would double that)."""
+    path = path or w.path
+    if not path.is_file():
+        return FileStatus(w, MISSING, str(path))
+    try:
+        w.validate(path)
+    except Exception as exc:  # noqa: BLE001 - loaders raise many types for a broken file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return FileStatus(w, CORRUPT, f"{path}: {reason}")
+    size = path.stat().st_size
+    if not w.sha256_prefix or not verify_hash:
+        return FileStatus(w, UNVERIFIED, f"{path} ({size} bytes; no published hash)")
+    digest = sha256(path)
+    if digest.startswith(w.sha256_prefix):
+        return FileStatus(w, OK, str(path))
+    return FileStatus(w, MISMATCH, f"{path}: sha256 {digest[:8]}..., published "
+                                   f"{w.sha256_prefix}... ({size} bytes, published {w.size})")
+
+
+def check(names: Iterable[str] = ()) -> list[FileStatus]:
+    return [inspect(w) for w in resolve(names)]
+
+
+def status_table(statuses: Iterable[FileStatus]) -> str:
+    from tabulate import tabulate
+
+    rows = [(s.file.name, s.status, s.file.used_by, s.detail) for s in statuses]
+    return tabulate(rows, headers=["file", "status", "used by", "path / detail"], tablefmt="plain")
+
+
+# --------------------------------------------------------------------------------- fetch
+
+
+def _download(url: str, dest: Path, expected_size: int | None, progress: bool) -> None:
+    from tqdm import tqdm
+
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as resp, open(dest, "wb") as fh:
+            total = int(resp.headers.get("Content-Length") or 0) or expected_size
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name.split(".part")[0],
+                      disable=not progress) as bar:
+                for chunk in iter(lambda: resp.read(_CHUNK), b""):
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsFetchError(f"cannot download {url} ({reason}); on a machine without "
+                                f"internet, fetch there and use `weights fetch --from DIR`") from exc
+
+
+def _find_in(source: Path, w: WeightFile) -> Path | None:
+    """The file in a folder the user brought: flat, or laid out like the cache or $TORCH_HOME."""
+    for candidate in (source / w.filename, source / w.subdir / w.filename,
+                      source / "hub" / w.subdir / w.filename):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _install(w: WeightFile, obtain: Callable[[Path], None]) -> FileStatus:
+    """``obtain`` writes a temp file next to the target; it is verified, then renamed in place."""
+    w.path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=w.filename + ".", suffix=".part", dir=w.path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        obtain(tmp)
+        status = inspect(w, tmp)
+        if status.status in (CORRUPT, MISMATCH):
+            raise WeightsFetchError(f"{w.name}: what arrived is not the published file "
+                                    f"({status.status}: {status.detail}); nothing was installed")
+        os.replace(tmp, w.path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return inspect(w)
+
+
+def fetch(names: Iterable[str] = (), source: Path | None = None, progress: bool = True,
+          force: bool = False) -> list[FileStatus]:
+    """Download (or copy from ``source``) every named file that is not already intact."""
+    results = []
+    for w in resolve(names):
+        current = inspect(w)
+        if not w.fetchable:
+            log.info("%s: ships with the %s package (%s)", w.name, w.package, current.status)
+            results.append(current)
+            continue
+        if current.status in (OK, UNVERIFIED) and not force:
+            log.info("%s: already in the cache (%s)", w.name, current.status)
+            results.append(current)
+            continue
+        if source is not None:
+            found = _find_in(Path(source), w)
+            if found is None:
+                raise WeightsFetchError(f"{w.filename} not found in {source} (looked for "
+                                        f"{w.filename}, {w.subdir}/{w.filename}, "
+                                        f"hub/{w.subdir}/{w.filename})")
+            results.append(_install(w, lambda tmp, f=found: shutil.copyfile(f, tmp)))
+        else:
+            results.append(_install(w, lambda tmp, w=w: _download(w.url, tmp, w.size, progress)))
+        log.info("%s -> %s (%s)", w.name, w.path, results[-1].status)
+    return results

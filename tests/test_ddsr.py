@@ -205,7 +205,7 @@ def test_test_time_runs_record_no_training_data_and_kernel_psnr(isolated, one_th
 
     overrides = {"dip.channels": 4, "dip.skip_channels": 2, "dip.levels": 2, "loop.warmup": 2,
                  "loop.image_steps": 2, "loop.inner": 1, "eval.suites": ["ddsr_gaussian"],
-                 "runtime.device": "cpu"}
+                 "eval.optional_metrics": [], "runtime.device": "cpu"}
     cfg = registry.resolve_config("ddsr", "smoke", overrides=overrides)
     run = runner.execute(cfg, isolated)
     summary = run.read_summary()

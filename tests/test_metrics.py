@@ -135,7 +135,8 @@ def test_ssim_y_matches_pyiqa(pyiqa, seed: int, noise: float, border: int):
 
 
 def test_registry():
-    assert list_metrics() == ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
+    assert list_metrics() == ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips_alex", "niqe",
+                              "brisque", "piqe"]
     sr, hr = _pair(1, 0.05)
     for name, fn, y in [("psnr_y", psnr, True), ("ssim_y", ssim, True),
                         ("psnr_rgb", psnr, False), ("ssim_rgb", ssim, False)]:
@@ -151,3 +152,60 @@ def test_unknown_metric_lists_valid_names():
     with pytest.raises(ConfigError, match="unknown metric 'lpips_vgg'.*psnr_y, ssim_y") as info:
         create_metric("lpips_vgg")
     assert "\n" not in str(info.value)
+
+
+def test_directions_references_and_files_are_recorded():
+    expected = {"lpips_alex": (True, ("alexnet", "lpips_alex_lin")), "niqe": (False, ("niqe",)),
+                "brisque": (False, ("brisque",)), "piqe": (False, ())}
+    for name, (needs_ref, files) in expected.items():
+        metric = create_metric(name)  # cheap: nothing is loaded
+        assert not metric.higher_is_better
+        assert (metric.needs_reference, metric.weights) == (needs_ref, files)
+
+
+def test_report_marks_best_by_the_recorded_direction():
+    import pandas as pd
+
+    from robustsr_bench.report import build_table
+
+    frame = pd.DataFrame([{"method": m, "ablation": "", "profile": "smoke", "trained_on": "x",
+                           "seed": 0, "suite": "clean", "metric": metric, "value": v}
+                          for m, vals in (("a", (0.1, 30.0)), ("b", (0.3, 31.0)), ("c", (0.2, 29.0)))
+                          for metric, v in zip(("lpips_alex", "psnr_y"), vals)])
+    rows = [{"method": m} for m in "abc"]
+    table = build_table("t", "t", frame, rows, ["method"], [[m] for m in "abc"], ["clean"],
+                        ["lpips_alex", "psnr_y"], with_average=False)
+    assert [row[0].rank for row in table.cells] == [1, 0, 2]  # lowest LPIPS is best
+    assert [row[1].rank for row in table.cells] == [2, 1, 0]  # highest PSNR is best
+
+
+def test_batch_scores_equal_per_image_scores():
+    pairs = [_pair(seed, 0.05, h=100, w=100) for seed in (4, 5)]
+    sr = torch.stack([torch.from_numpy(s.transpose(2, 0, 1)) for s, _ in pairs])
+    hr = torch.stack([torch.from_numpy(h.transpose(2, 0, 1)) for _, h in pairs])
+    for name, ref in (("psnr_y", hr), ("piqe", None)):
+        metric = create_metric(name)
+        singles = [metric(s, h if ref is not None else None, crop_border=4) for s, h in pairs]
+        assert metric.score_batch(sr, ref, crop_border=4) == pytest.approx(singles, abs=1e-5)
+
+
+def test_optional_metrics_without_files_are_planned_out_with_the_reason():
+    from robustsr_bench import weights
+    from robustsr_bench.metrics import plan_metrics
+
+    plan = plan_metrics(["psnr_y"], ["lpips_alex", "piqe", "psnr_y"])
+    assert [m.name for m in plan.metrics] == ["psnr_y", "piqe"]
+    assert list(plan.unavailable) == ["lpips_alex"]
+    assert str(weights.MANIFEST["alexnet"].path) in plan.unavailable["lpips_alex"]
+    assert "weights fetch alexnet" in plan.unavailable["lpips_alex"]
+
+
+def test_no_reference_suite_gives_lr_only_images(tmp_path, monkeypatch):
+    from robustsr_bench import registry
+    from robustsr_bench.data.io import save_image
+    from robustsr_bench.data.suites import load_suite
+
+    save_image(tmp_path / "real" / "photo.png", np.full((24, 20, 3), 0.5, np.float32))
+    monkeypatch.setattr(registry, "suite", lambda name: {"lr_dir": str(tmp_path / "real")})
+    [item] = load_suite("phone_photos", 4, [], tmp_path)
+    assert item.name == "photo" and item.hr is None and item.lr.shape == (24, 20, 3)
