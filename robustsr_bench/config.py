@@ -143,11 +143,25 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation protocol: which suites (columns of the table) and metrics."""
+    """Evaluation protocol: which suites (columns of the table) and metrics.
+
+    ``save_images`` names the held-out images (file stems) whose SR outputs are kept as
+    ``<run>/images/<suite>/<stem>.png`` for the report's visual comparisons (our choice: one
+    image by default, to keep run folders small). It never changes a number, so it is left out
+    of the run id.
+
+    ``metrics`` must all be computed: a run whose metric files are missing refuses to start.
+    ``optional_metrics`` (our choice, default none) are computed where their package and
+    pretrained files are present; otherwise the run records them as unavailable with the reason
+    and the table shows them as n/a. Whether a file happens to be present is a fact of the
+    machine, not of the experiment, so this list is left out of the run id too.
+    """
 
     suites: list[str] = field(default_factory=lambda: ["clean"])
     metrics: list[str] = field(default_factory=lambda: ["psnr_y", "ssim_y"])
     images: str = "embedded"
+    save_images: list[str] = field(default_factory=lambda: ["astronaut"])
+    optional_metrics: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -327,9 +341,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def config_hash(cfg: Any) -> str:
-    """Stable hash of everything that changes a run's numbers (``runtime`` is excluded)."""
+    """Stable hash of everything that changes a run's numbers (``runtime``,
+    ``eval.save_images`` and ``eval.optional_metrics`` are excluded)."""
     data = to_dict(cfg)
     data.pop("runtime", None)
+    data.get("eval", {}).pop("save_images", None)
+    data.get("eval", {}).pop("optional_metrics", None)
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 

@@ -3,7 +3,8 @@
 SR outputs are quantised to 8 bits before measuring, because the literature measures saved PNGs.
 Each image also records ``seconds`` (restore wall time), which matters for test-time methods, and
 ``kernel_psnr`` where the suite knows the true blur kernel and the method estimated one of the same
-size (:meth:`Method.estimated_kernel`).
+size (:meth:`Method.estimated_kernel`). The SR outputs of the images named in
+``eval.save_images`` are kept as ``<run>/images/<suite>/<stem>.png`` for visual comparisons.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from methods.base import Method
 from .data import embedded
 from .data.blur_kernels import kernel_psnr
 from .data.datasets import list_images
-from .data.io import quantize, to_numpy, to_tensor
+from .data.io import quantize, save_image, to_numpy, to_tensor
 from .data.suites import load_suite
-from .metrics import create_metric
+from .metrics import MetricPlan, plan_metrics
 from .results import METRIC_COLUMNS
 
 
@@ -34,9 +35,14 @@ def eval_images(cfg: Any) -> list[Path]:
 
 
 def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root: Path,
-             device: torch.device) -> pd.DataFrame:
-    """Metrics of ``net`` (through ``method.restore``) on every suite of ``cfg.eval``."""
-    metrics = [create_metric(name) for name in cfg.eval.metrics]
+             device: torch.device, plan: MetricPlan | None = None) -> pd.DataFrame:
+    """Metrics of ``net`` (through ``method.restore``) on every suite of ``cfg.eval``.
+
+    Each SR output is computed once and scored by every metric of ``plan`` (default: planned
+    from ``cfg.eval``); images without HR (no-reference suites) get no-reference metrics only.
+    """
+    plan = plan or plan_metrics(cfg.eval.metrics, cfg.eval.optional_metrics, device)
+    metrics = plan.metrics
     images = eval_images(cfg)
     ident = {"run_id": run_id, "method": cfg.method, "ablation": cfg.ablation,
              "profile": cfg.profile, "seed": cfg.seed}
@@ -49,6 +55,8 @@ def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root:
             sr = method.restore(to_tensor(item.lr).to(device), net, cfg)
             seconds = time.perf_counter() - start
             sr_img = to_numpy(quantize(sr.detach().float().cpu()))
+            if item.name in cfg.eval.save_images:
+                save_image(root / "runs" / run_id / "images" / suite / f"{item.name}.png", sr_img)
             values = {m.name: m(sr_img, item.hr, crop_border=cfg.scale) for m in metrics
                       if item.hr is not None or not m.needs_reference}
             values["seconds"] = seconds

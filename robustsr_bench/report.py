@@ -1,18 +1,52 @@
-"""Tables from run records.
+"""Reports from run records: one tidy frame, paper-style tables, figures and ``results/``.
 
-This first piece renders the table ``run`` prints: rows = runs (bicubic first), columns = each
-metric per suite plus the average over suites.
+Layout follows the papers: the cross-dataset table is RSR's Table 2 (rows = method x training
+data, columns = each metric per eval suite plus the average, best two marked), the ablation tables
+are RSR's Table 1 / AND's Table 2 (one method's variants, with check marks for the components that
+``no_<component>`` ablations switch off). Our choices: seeds are aggregated as mean +- sample std
+(n shown); a missing cell is shown as missing with a footnote, never as zero; the average over
+suites exists only where every suite is present; a cell's "best" follows the metric registry's
+direction, and metrics of unknown direction are shown unmarked.
+
+Which records count (our choice): a record is identified by (method, ablation, profile, seed,
+training data). Its *training* configuration (everything but ``eval`` and ``runtime``) must equal
+what ``configs/`` resolves for those names today, otherwise it is an override experiment or an
+outdated run and is listed as not shown (``--include-stale`` keeps it). Records that differ only
+in their eval suites are merged; where two records cover the same cell the newer one wins.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
+import yaml
 from tabulate import tabulate
 
+from .errors import ConfigError
 from .results import RunDir
 
-_LABELS = {"psnr_y": "PSNR", "ssim_y": "SSIM", "psnr_rgb": "PSNR-RGB", "ssim_rgb": "SSIM-RGB"}
+log = logging.getLogger("robustsr_bench")
+
+_LABELS = {"psnr_y": "PSNR", "ssim_y": "SSIM", "psnr_rgb": "PSNR-RGB", "ssim_rgb": "SSIM-RGB",
+           "lpips_alex": "LPIPS", "niqe": "NIQE", "brisque": "BRISQUE", "piqe": "PIQE",
+           "kernel_psnr": "Kernel PSNR", "seconds": "Seconds"}
+# Recorded quantities that are not in the metric registry but still have a direction.
+_EXTRA_DIRECTIONS = {"seconds": False, "kernel_psnr": True}
+ROW_KEYS = ["method", "ablation", "profile", "trained_on"]
+SEED_KEYS = ROW_KEYS + ["seed"]
+AVERAGE = "Average"
+NOTES = {"a": "not evaluated: the run's eval.suites lack this suite",
+         "b": "metric not recorded on this suite",
+         "c": "average needs every suite of the row"}
 
 
 def run_label(summary: dict) -> str:
@@ -21,7 +55,7 @@ def run_label(summary: dict) -> str:
 
 def run_table(runs: Sequence[RunDir], metrics: Sequence[str], suites: Sequence[str],
               fmt: str = "github") -> str:
-    """One row per run: ``<metric> <suite>`` columns, then ``<metric> avg``."""
+    """One row per run: ``<metric> <suite>`` columns, then ``<metric> avg`` (what ``run`` prints)."""
     headers = ["model"]
     for metric in metrics:
         label = _LABELS.get(metric, metric)
@@ -37,4 +71,734 @@ def run_table(runs: Sequence[RunDir], metrics: Sequence[str], suites: Sequence[s
             avg = sum(present) / len(present) if len(present) == len(values) else None
             row += values + [avg]
         rows.append(row)
-    return tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=".4f", missingval="n/a")
+    table = tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=".4f", missingval="n/a")
+    return table + "".join(f"\nn/a {n}" for n in _unavailable_notes(runs, metrics))
+
+
+def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[str]:
+    """Why a requested metric is n/a: the reason each run recorded (``unavailable_metrics``)."""
+    notes: dict[str, str] = {}
+    for run in runs:
+        summary = run.read_summary()
+        for metric, reason in summary.get("unavailable_metrics", {}).items():
+            if metric in metrics:
+                notes.setdefault(metric, f"{metric_label(metric)}: unavailable, {reason}")
+        recorded = {m for values in summary.get("means", {}).values() for m in values}
+        for metric in metrics:
+            if metric not in recorded and metric not in summary.get("unavailable_metrics", {}):
+                notes.setdefault(f"{metric} {run.run_id}", f"{metric_label(metric)}: not recorded "
+                                 f"by {run.run_id} (finished before it was asked for; --force "
+                                 f"recomputes)")
+    return list(notes.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# metric facts
+
+
+def metric_label(metric: str) -> str:
+    return _LABELS.get(metric, metric)
+
+
+@cache
+def higher_is_better(metric: str) -> bool | None:
+    """The metric registry's direction; ``None`` where nobody knows (shown unmarked)."""
+    from .metrics import create_metric
+
+    try:
+        return create_metric(metric).higher_is_better
+    except ConfigError:
+        if metric not in _EXTRA_DIRECTIONS:
+            log.warning("metric %r has no known direction; its best cells are not marked", metric)
+        return _EXTRA_DIRECTIONS.get(metric)
+
+
+def default_metrics(present: Iterable[str]) -> list[str]:
+    """Quality metrics of the registry that the records hold, in the registry's order."""
+    from .metrics import list_metrics
+
+    present = set(present)
+    return [m for m in list_metrics() if m in present]
+
+
+@cache
+def severity(suite: str) -> dict[str, Any] | None:
+    """A suite's ``severity: {family, value, label}`` block (robustness-curve levels)."""
+    from . import registry
+
+    try:
+        block = registry.suite(suite).get("severity")
+    except ConfigError:
+        return None
+    return block if isinstance(block, dict) and "family" in block and "value" in block else None
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class Skipped:
+    """A record that is not shown, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Records:
+    """Seed-level frame (one row per run x suite x metric, the mean over images) + what was
+    left out. ``suites`` is the order in which suites first appear in the records."""
+
+    frame: pd.DataFrame
+    suites: list[str]
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _training_hash(cfg: dict[str, Any]) -> str:
+    data = {k: v for k, v in cfg.items() if k not in ("eval", "runtime")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@cache
+def _current_training_hash(method: str, ablation: str, profile: str, seed: int) -> str | None:
+    from . import registry
+    from .config import to_dict
+
+    try:
+        return _training_hash(to_dict(registry.resolve_config(method, profile, ablation, seed)))
+    except ConfigError:
+        return None
+
+
+def _read_run(path: Path, include_stale: bool) -> tuple[pd.DataFrame | None, dict, str]:
+    """The run's per-suite means and summary, or ``None`` and why it is skipped."""
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except FileNotFoundError:
+        return None, {}, "unfinished (no summary.json)"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, {}, "summary.json is not valid JSON"
+    if not isinstance(summary, dict) or summary.get("status") != "done":
+        return None, {}, f"status is {summary.get('status') if isinstance(summary, dict) else None!r}, not 'done'"
+    missing = [k for k in ("method", "ablation", "profile", "seed") if k not in summary]
+    if missing:
+        return None, {}, f"summary.json lacks {', '.join(missing)}"
+    try:
+        metrics = pd.read_csv(path / "metrics.csv")
+    except FileNotFoundError:
+        return None, {}, "metrics.csv is missing"
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        return None, {}, f"metrics.csv is unreadable ({str(exc).splitlines()[0]})"
+    lacking = {"suite", "metric", "value"} - set(metrics.columns)
+    if lacking:
+        return None, {}, f"metrics.csv lacks column(s) {', '.join(sorted(lacking))}"
+    if not include_stale:
+        stale = _stale_reason(path, summary)
+        if stale:
+            return None, {}, stale
+    values = pd.to_numeric(metrics["value"], errors="coerce")
+    means = metrics.assign(value=values).groupby(["suite", "metric"], sort=False)["value"].mean()
+    frame = means.reset_index().dropna(subset=["value"])
+    return frame, summary, ""
+
+
+def _stale_reason(path: Path, summary: dict) -> str:
+    try:
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+    except (FileNotFoundError, yaml.YAMLError):
+        return "config.yaml is missing or not valid YAML"
+    current = _current_training_hash(summary["method"], summary["ablation"] or "",
+                                     summary["profile"], int(summary["seed"]))
+    if current is None:
+        return "its method/ablation/profile no longer resolves in configs/"
+    if not isinstance(cfg, dict) or _training_hash(cfg) != current:
+        return "training config differs from configs/ (an override or an older setting)"
+    return ""
+
+
+def load_records(root: Path, include_stale: bool = False) -> Records:
+    """Every finished run under ``<root>/runs``; broken, stale and superseded ones are listed."""
+    parts, skipped, suites = [], [], []
+    for path in sorted(p for p in (Path(root) / "runs").glob("*") if p.is_dir()):
+        frame, summary, reason = _read_run(path, include_stale)
+        if frame is None:
+            log.warning("skipping run record %s: %s", path, reason)
+            skipped.append(Skipped(str(path), reason))
+            continue
+        ident = {k: summary[k] for k in ("method", "profile")}
+        ident.update(ablation=summary["ablation"] or "", seed=int(summary["seed"]),
+                     trained_on=str(summary.get("trained_on", "unknown")), run_id=path.name,
+                     path=str(path), finished=(path / "summary.json").stat().st_mtime_ns)
+        parts.append(frame.assign(**ident))
+        suites += [s for s in summary.get("suites", []) if s not in suites]
+    columns = SEED_KEYS + ["suite", "metric", "value", "run_id", "path", "finished"]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    frame = frame[columns].sort_values(["finished", "run_id"], kind="stable")
+    kept = frame.drop_duplicates(SEED_KEYS + ["suite", "metric"], keep="last")
+    for path in sorted(set(frame["path"]) - set(kept["path"])):
+        skipped.append(Skipped(path, "superseded: a newer record covers all its cells"))
+    suites += sorted(set(kept["suite"]) - set(suites))
+    kept = kept.drop(columns="finished").sort_values(SEED_KEYS + ["suite", "metric"])
+    return Records(kept.reset_index(drop=True), suites, skipped)
+
+
+def sweep_keys(name: str) -> set[tuple[str, str, str, int]]:
+    """(method, ablation, profile, seed) of every run a sweep YAML lists."""
+    from . import registry
+    from .config import read_yaml
+
+    path = registry.configs_dir() / "sweeps" / f"{name}.yaml"
+    if not path.is_file():
+        raise registry.unknown("sweep", name, registry.names_in("sweeps"))
+    sweep = read_yaml(path)
+    return {(r["method"], r.get("ablation") or "", sweep.get("profile", "smoke"), int(seed))
+            for r in sweep.get("runs", []) for seed in sweep.get("seeds", [0])}
+
+
+def select(frame: pd.DataFrame, sweep: str | None = None, methods: Sequence[str] = (),
+           profile: str | None = None) -> pd.DataFrame:
+    """Rows of the records that a sweep / method list / profile filter keeps."""
+    keep = pd.Series(True, index=frame.index)
+    if sweep:
+        keys = sweep_keys(sweep)
+        listed = [k in keys for k in zip(frame["method"], frame["ablation"], frame["profile"],
+                                          frame["seed"])]
+        keep &= pd.Series(listed, index=frame.index, dtype=bool)
+    if methods:
+        keep &= frame["method"].isin(list(methods))
+    if profile:
+        keep &= frame["profile"] == profile
+    return frame[keep]
+
+
+def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    """Seeds -> mean, sample std and n per (row, suite, metric)."""
+    grouped = frame.groupby(ROW_KEYS + ["suite", "metric"])["value"]
+    return grouped.agg(mean="mean", std="std", n="count").reset_index()
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+@dataclass
+class Cell:
+    """One table entry: mean over seeds (``None`` = missing, with a footnote key)."""
+
+    mean: float | None
+    std: float | None = None
+    n: int = 0
+    note: str = ""
+    rank: int = 0
+
+
+@dataclass
+class Table:
+    """A rendered-to-anything table: label columns, then (group x metric) value columns."""
+
+    name: str
+    caption: str
+    label_headers: list[str]
+    labels: list[list[str]]
+    groups: list[str]
+    metrics: list[str]
+    cells: list[list[Cell]]
+
+    def notes(self) -> dict[str, str]:
+        used = {c.note for row in self.cells for c in row if c.note}
+        return {k: v for k, v in NOTES.items() if k in used}
+
+
+def _cell(values: Sequence[float]) -> Cell:
+    values = [float(v) for v in values]
+    std = float(pd.Series(values).std()) if len(values) > 1 else None
+    return Cell(sum(values) / len(values), std, len(values))
+
+
+def _row_cells(seeds: pd.DataFrame, suites: Sequence[str], metrics: Sequence[str],
+               with_average: bool) -> list[Cell]:
+    """Cells of one table row from its seed-level records."""
+    evaluated = set(seeds["suite"])
+    cells = []
+    for suite in suites:
+        for metric in metrics:
+            values = seeds[(seeds["suite"] == suite) & (seeds["metric"] == metric)]["value"]
+            if len(values):
+                cells.append(_cell(values))
+            else:
+                cells.append(Cell(None, note="a" if suite not in evaluated else "b"))
+    if with_average:
+        for metric in metrics:
+            per_seed = seeds[seeds["metric"] == metric].pivot_table(
+                index="seed", columns="suite", values="value", aggfunc="mean")
+            complete = per_seed.reindex(columns=list(suites)).dropna() if len(per_seed) else per_seed
+            cells.append(_cell(complete.mean(axis=1)) if len(complete) and len(suites)
+                         else Cell(None, note="c"))
+    return cells
+
+
+def _mark_ranks(cells: list[list[Cell]], metrics: Sequence[str], groups: int) -> None:
+    """Best (rank 1) and second best (rank 2) per column; needs 2 / 3 rows to mean anything."""
+    for col in range(groups * len(metrics)):
+        direction = higher_is_better(metrics[col % len(metrics)])
+        column = [row[col] for row in cells if row[col].mean is not None]
+        if direction is None or len(column) < 2:
+            continue
+        ordered = sorted({round(c.mean, 10) for c in column}, reverse=direction)
+        for c in column:
+            place = ordered.index(round(c.mean, 10)) + 1
+            c.rank = place if place == 1 or (place == 2 and len(column) >= 3) else 0
+
+
+def build_table(name: str, caption: str, frame: pd.DataFrame, rows: Sequence[dict[str, str]],
+                label_headers: Sequence[str], labels: Sequence[Sequence[str]],
+                suites: Sequence[str], metrics: Sequence[str], with_average: bool = True,
+                group_names: Sequence[str] | None = None) -> Table:
+    """A table with one row per ``rows`` key (a dict over some of ROW_KEYS)."""
+    cells = []
+    for key in rows:
+        mask = pd.Series(True, index=frame.index)
+        for k, v in key.items():
+            mask &= frame[k] == v
+        cells.append(_row_cells(frame[mask], suites, metrics, with_average))
+    groups = list(group_names or suites) + ([AVERAGE] if with_average else [])
+    _mark_ranks(cells, metrics, len(groups))
+    return Table(name, caption, list(label_headers), [list(x) for x in labels], groups,
+                 list(metrics), cells)
+
+
+def _digits(metric: str) -> int:
+    return 2 if "psnr" in metric or metric == "seconds" else 4
+
+
+def format_cell(cell: Cell, metric: str) -> str:
+    if cell.mean is None:
+        return ""
+    d = _digits(metric)
+    text = f"{cell.mean:.{d}f}"
+    return text + (f" ± {cell.std:.{d}f}" if cell.std is not None and not math.isnan(cell.std)
+                   else "")
+
+
+def _arrow(metric: str, up: str, down: str) -> str:
+    direction = higher_is_better(metric)
+    return "" if direction is None else (up if direction else down)
+
+
+def to_markdown(table: Table) -> str:
+    headers = table.label_headers + [f"{g} {metric_label(m)}{_arrow(m, '↑', '↓')}"
+                                     for g in table.groups for m in table.metrics]
+    body = []
+    for labels, row in zip(table.labels, table.cells):
+        texts = []
+        for i, cell in enumerate(row):
+            text = format_cell(cell, table.metrics[i % len(table.metrics)])
+            text = (f"**{text}**" if cell.rank == 1 else f"<u>{text}</u>" if cell.rank == 2
+                    else text)
+            texts.append(text if cell.mean is not None else f"–<sup>{cell.note}</sup>")
+        body.append(labels + texts)
+    lines = [f"**{table.caption}**", "", tabulate(body, headers=headers, tablefmt="github",
+                                                  disable_numparse=True), ""]
+    lines.append("Mean over seeds (± sample std where n > 1). Best in **bold**, second best "
+                 "<u>underlined</u>; ↑ higher is better, ↓ lower is better.")
+    lines += [f"<sup>{k}</sup> {v}." for k, v in table.notes().items()]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
+                 ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"),
+                 ("✓", r"\checkmark"), ("✗", r"$\times$")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(table: Table) -> str:
+    """booktabs table: grouped header with cmidrules; needs booktabs and amssymb."""
+    nl, nm = len(table.label_headers), len(table.metrics)
+    spec = "l" * nl + "c" * (len(table.groups) * nm)
+    top = [_tex(h) for h in table.label_headers]
+    rules = []
+    for i, group in enumerate(table.groups):
+        start = nl + i * nm + 1
+        top.append(rf"\multicolumn{{{nm}}}{{c}}{{{_tex(group)}}}" if nm > 1 else _tex(group))
+        rules.append(rf"\cmidrule(lr){{{start}-{start + nm - 1}}}")
+    sub = [""] * nl + [_tex(metric_label(m)) + _arrow(m, r"$\uparrow$", r"$\downarrow$")
+                       for _ in table.groups for m in table.metrics]
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(table.caption)}}}",
+             rf"\label{{tab:{table.name}}}", r"\resizebox{\linewidth}{!}{%",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(top) + r" \\",
+             "".join(rules), " & ".join(sub) + r" \\", r"\midrule"]
+    for labels, row in zip(table.labels, table.cells):
+        texts = [_tex(x) for x in labels]
+        for i, cell in enumerate(row):
+            text = _tex(format_cell(cell, table.metrics[i % nm]))
+            text = (rf"\textbf{{{text}}}" if cell.rank == 1 else rf"\underline{{{text}}}"
+                    if cell.rank == 2 else text)
+            texts.append(text if cell.mean is not None else rf"--$^{{{cell.note}}}$")
+        lines.append(" & ".join(texts) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}"]
+    notes = [rf"$^{{{k}}}$ {_tex(v)}." for k, v in table.notes().items()]
+    if notes:
+        lines.append(r"\par\footnotesize " + " ".join(notes))
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """Long form: one line per cell with mean, std, n, rank and the footnote key."""
+    rows = []
+    for labels, row in zip(table.labels, table.cells):
+        for i, cell in enumerate(row):
+            rows.append({**dict(zip(table.label_headers, labels)),
+                         "group": table.groups[i // len(table.metrics)],
+                         "metric": table.metrics[i % len(table.metrics)],
+                         "mean": _round(cell.mean), "std": _round(cell.std), "n": cell.n,
+                         "rank": cell.rank, "note": NOTES.get(cell.note, "")})
+    return pd.DataFrame(rows).to_csv(index=False, lineterminator="\n")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole report
+
+
+REGENERATE = "python -m robustsr_bench report --workdir work --out results"
+
+
+@dataclass
+class ReportOptions:
+    """What ``report`` shows; see ``python -m robustsr_bench report --help``."""
+
+    sweep: str | None = None
+    methods: tuple[str, ...] = ()
+    profile: str = "smoke"
+    metrics: tuple[str, ...] = ()
+    include_stale: bool = False
+    crop: tuple[int, float, float] = (96, 0.5, 0.4)
+
+
+def row_label(method: str, ablation: str) -> str:
+    return method + (f" [{ablation}]" if ablation else "")
+
+
+def _method_order(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(method, trained_on) rows: bicubic first, then test-time methods, then trained ones."""
+    return sorted(set(keys), key=lambda k: (k[0] != "bicubic", k[1] != "none", k[0], k[1]))
+
+
+def _ablation_order(method: str, present: Iterable[str]) -> list[str]:
+    """The full method first, then its ablations in the order its YAML lists them."""
+    from . import registry
+
+    try:
+        listed = list(registry.method_spec(method).ablations)
+    except ConfigError:
+        listed = []
+    rank = {name: i for i, name in enumerate(listed)}
+    return sorted(set(present), key=lambda a: (a != "", rank.get(a.split("+")[0], len(rank)), a))
+
+
+def _components(method: str, ablations: Sequence[str]) -> list[str]:
+    """Components that ``no_<component>`` ablations switch off (check-mark columns)."""
+    return sorted({p[3:] for a in ablations for p in a.split("+") if p.startswith("no_")})
+
+
+@dataclass
+class Report:
+    """Everything one ``report`` call produces, before it is written."""
+
+    tables: list[Table]
+    figures: list[tuple[str, Path]]  # (caption, PNG path relative to out)
+    skipped: list[Skipped]
+    profile: str
+    runs: int
+
+
+class ReportBuilder:
+    """Builds the tables and figures of the records selected by ``options`` into ``out``."""
+
+    def __init__(self, records: Records, options: ReportOptions, root: Path, out: Path,
+                 draw: bool = True):
+        self.opts, self.root, self.out, self.draw = options, Path(root), Path(out), draw
+        self.seeds = select(records.frame, options.sweep, options.methods, options.profile)
+        self.records = records
+        present = self.seeds["metric"].unique()
+        self.metrics = list(options.metrics) or default_metrics(present)
+        shown = set(self.seeds["suite"])
+        self.levelled = [s for s in records.suites if severity(s) and s in shown]
+        protocol = _profile_suites(options.profile)
+        self.suites = [s for s in protocol or records.suites if s in shown
+                       and s not in self.levelled]
+        self.extra = [s for s in records.suites if s in shown and s not in self.suites
+                      and s not in self.levelled]
+        self.tables: list[Table] = []
+        self.figures: list[tuple[str, Path]] = []
+
+    def build(self) -> Report:
+        if self.opts.sweep:
+            self._sweep_table()
+        else:
+            self._cross_dataset()
+            self._extra_suites()
+            for method in sorted(self.seeds["method"].unique()):
+                self._ablation(method)
+        self._robustness()
+        self._grids()
+        return Report(self.tables, self.figures, self.records.skipped, self.opts.profile,
+                      self.seeds["run_id"].nunique())
+
+    def _labelled(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(label=[row_label(m, a) for m, a in zip(frame["method"],
+                                                                     frame["ablation"])])
+
+    def _cross_dataset(self) -> None:
+        full = self.seeds[self.seeds["ablation"] == ""]
+        keys = _method_order(zip(full["method"], full["trained_on"]))
+        if not keys or not self.suites or not self.metrics:
+            return
+        rows = [{"method": m, "trained_on": t, "ablation": ""} for m, t in keys]
+        table = build_table("cross_dataset", f"Cross-dataset generalisation ({self.opts.profile} "
+                            f"profile): each method's full variant on every eval suite.",
+                            full, rows, ["Method", "Training data"], keys, self.suites,
+                            self.metrics)
+        self.tables.append(table)
+        order = [m for m, _ in keys]
+        for metric in self.metrics:
+            self._figure(f"{metric_label(metric)} per eval suite (full variants)",
+                         "per_suite_" + metric, lambda stem, metric=metric: _figures().plot_per_suite(
+                             self._labelled(full), metric, self.suites, order, stem))
+
+    def _extra_suites(self) -> None:
+        """Suites outside the profile's protocol (a method's own test sets): no average."""
+        data = self.seeds[self.seeds["suite"].isin(self.extra) & (self.seeds["ablation"] == "")]
+        keys = _method_order(zip(data["method"], data["trained_on"]))
+        if keys and self.extra and self.metrics:
+            rows = [{"method": m, "trained_on": t, "ablation": ""} for m, t in keys]
+            self.tables.append(build_table(
+                "extra_suites", f"Suites outside the {self.opts.profile} profile's protocol "
+                f"(evaluated by some methods only).", data, rows, ["Method", "Training data"],
+                keys, self.extra, self.metrics, with_average=False))
+
+    def _ablation(self, method: str) -> None:
+        own = self.seeds[self.seeds["method"] == method]
+        ablations = _ablation_order(method, own["ablation"])
+        if len(ablations) < 2 or not self.suites or not self.metrics:
+            return
+        components = _components(method, ablations)
+        labels = [[row_label(method, a)] + ["✗" if f"no_{c}" in a.split("+") else "✓"
+                                            for c in components] for a in ablations]
+        rows = [{"method": method, "ablation": a} for a in ablations]
+        table = build_table(f"ablation_{method}", f"Ablation of {method} ({self.opts.profile} "
+                            f"profile): ✓ = component on, ✗ = switched off.", own, rows,
+                            ["Variant"] + [c.replace("_", " ") for c in components], labels,
+                            self.suites, self.metrics)
+        self.tables.append(table)
+        averages = self._suite_averages(own)
+        order = [row_label(method, a) for a in ablations]
+        self._figure(f"Ablation of {method}: average over suites", f"ablation_{method}",
+                     lambda stem: _figures().plot_ablation(averages, self.metrics, order, stem))
+
+    def _suite_averages(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per seed, the average over all table suites (seeds missing a suite are left out)."""
+        frame = frame[frame["suite"].isin(self.suites)]
+        counts = frame.groupby(SEED_KEYS + ["metric"])["value"].agg(["mean", "count"])
+        complete = counts[counts["count"] == len(self.suites)].reset_index()
+        return self._labelled(complete.rename(columns={"mean": "value"}))
+
+    def _sweep_table(self) -> None:
+        keys = sweep_keys(self.opts.sweep or "")
+        seen = set(zip(self.seeds["method"], self.seeds["ablation"]))
+        order = []
+        for method, ablation, _, _ in sorted(keys, key=lambda k: _sweep_position(self.opts.sweep,
+                                                                                 k)):
+            if (method, ablation) in seen and (method, ablation) not in order:
+                order.append((method, ablation))
+        if not order or not self.suites or not self.metrics:
+            return
+        rows = [{"method": m, "ablation": a} for m, a in order]
+        self.tables.append(build_table(f"sweep_{self.opts.sweep}", f"Sweep {self.opts.sweep} "
+                                       f"({self.opts.profile} profile).", self.seeds, rows,
+                                       ["Run"], [[row_label(m, a)] for m, a in order],
+                                       self.suites, self.metrics))
+        averages = self._suite_averages(self.seeds)
+        labels = [row_label(m, a) for m, a in order]
+        self._figure(f"Sweep {self.opts.sweep}: average over suites", f"sweep_{self.opts.sweep}",
+                     lambda stem: _figures().plot_ablation(averages, self.metrics, labels, stem))
+
+    def _robustness(self) -> None:
+        families: dict[str, list[str]] = {}
+        for suite in self.levelled:
+            families.setdefault(str(severity(suite)["family"]), []).append(suite)
+        for family, suites in sorted(families.items()):
+            suites = sorted(suites, key=lambda s: float(severity(s)["value"]))
+            data = self.seeds[self.seeds["suite"].isin(suites) & (self.seeds["ablation"] == "")]
+            keys = _method_order(zip(data["method"], data["trained_on"]))
+            if not keys or not self.metrics:
+                continue
+            xlabel = str(severity(suites[0]).get("label", family))
+            rows = [{"method": m, "trained_on": t, "ablation": ""} for m, t in keys]
+            names = [f"{severity(s)['value']}" for s in suites]
+            self.tables.append(build_table(
+                f"robustness_{family}", f"Robustness to {family.replace('_', ' ')}: columns are "
+                f"{xlabel} levels ({self.opts.profile} profile).", data, rows,
+                ["Method", "Training data"], keys, suites, self.metrics, with_average=False,
+                group_names=names))
+            curve = self._labelled(data).assign(
+                severity=[float(severity(s)["value"]) for s in data["suite"]])
+            order = [m for m, _ in keys]
+            self._figure(f"Robustness curve: {xlabel}", f"robustness_{family}",
+                         lambda stem, c=curve, x=xlabel, o=order: _figures().plot_robustness(
+                             c, self.metrics, x, o, stem))
+
+    def _figure(self, caption: str, name: str, draw: Any) -> None:
+        stem = self.out / "figures" / name
+        if self.draw:
+            draw(stem)
+        self.figures.append((caption, stem.with_suffix(".png").relative_to(self.out)))
+
+    def _grids(self) -> None:
+        """One comparison per (suite, image) that some shown run saved an SR output for."""
+        runs = self.seeds.drop_duplicates("run_id").sort_values(["method", "ablation", "seed"])
+        found: dict[tuple[str, str], list[tuple[str, Path]]] = {}
+        for run_path, label in zip(runs["path"], [row_label(m, a) for m, a in
+                                                  zip(runs["method"], runs["ablation"])]):
+            for png in sorted(Path(run_path).glob("images/*/*.png")):
+                panels = found.setdefault((png.parent.name, png.stem), [])
+                if label not in [p[0] for p in panels] and not label.startswith("bicubic"):
+                    panels.append((label, png))
+        place = {s: i for i, s in enumerate(self.suites + self.extra + self.levelled)}
+        for (suite, stem), panels in sorted(found.items(),
+                                            key=lambda kv: (place.get(kv[0][0], len(place)), kv[0])):
+            path = self.out / "grids" / f"{suite}_{stem}.png"
+            if self.draw:
+                self._draw_grid(suite, stem, panels, path)
+            self.figures.append((f"Visual comparison: {suite}, {stem}",
+                                 path.relative_to(self.out)))
+
+    def _draw_grid(self, suite: str, stem: str, panels: list[tuple[str, Path]],
+                   path: Path) -> None:
+        from .data.io import load_image
+
+        figures = _figures()
+        hr, bicubic = figures.suite_pair(panels[0][1].parents[2], suite, stem, self.root)
+        images = [("GT", hr), ("bicubic", bicubic)] + [(lbl, load_image(p)) for lbl, p in panels]
+        figures.visual_grid(images, figures.GridCrop(*self.opts.crop), f"{suite} / {stem}", path)
+
+
+def _profile_suites(profile: str) -> list[str]:
+    """The profile's ``eval.suites``: the protocol that defines the main table's columns."""
+    from . import registry
+
+    try:
+        suites = (registry.profile(profile).get("eval") or {}).get("suites") or []
+    except ConfigError:
+        return []
+    return [str(s) for s in suites]
+
+
+def _figures() -> Any:
+    from . import figures
+
+    return figures
+
+
+def _sweep_position(sweep: str | None, key: tuple[str, str, str, int]) -> int:
+    from . import registry
+    from .config import read_yaml
+
+    runs = read_yaml(registry.configs_dir() / "sweeps" / f"{sweep}.yaml").get("runs", [])
+    listed = [(r["method"], r.get("ablation") or "") for r in runs]
+    return listed.index(key[:2]) if key[:2] in listed else len(listed)
+
+
+def readme(report: Report, sections: dict[str, str]) -> str:
+    """``results/README.md``: the command, every table, every figure, and what was left out."""
+    lines = [f"# Reference results ({report.profile} profile)", "",
+             (f"Generated from {report.runs} run records by `python -m robustsr_bench report`; "
+              "do not edit by hand. Regenerate all of it with"), "", f"    {REGENERATE}", "",
+             ("and check that the committed files match the records with `--check` added. "
+              "Tables are also in `tables/` as LaTeX (booktabs) and CSV; figures in `figures/` "
+              "as PNG and PDF."), ""]
+    for table in report.tables:
+        lines += [f"## {table.name.replace('_', ' ')}", "", sections[table.name]]
+    if report.figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{caption}]({path.as_posix()})\n\n*{caption}*\n" for caption, path in
+                  report.figures]
+    if report.skipped:
+        lines += ["## Records not shown", ""]
+        lines += [f"- `{s.path}`: {s.reason}" for s in report.skipped]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = True) -> list[Path]:
+    """Write tables (md/tex/csv), figures, grids, ``records.csv`` and ``README.md`` into ``out``.
+
+    Returns the text files written (what ``--check`` compares).
+    """
+    records = load_records(Path(root), options.include_stale)
+    report = ReportBuilder(records, options, Path(root), Path(out), draw).build()
+    written: list[Path] = []
+    sections = {}
+    for table in report.tables:
+        md = to_markdown(table)
+        sections[table.name] = md
+        for suffix, text in ((".md", md), (".tex", to_latex(table)), (".csv", to_csv(table))):
+            written.append(_write(Path(out) / "tables" / f"{table.name}{suffix}", text))
+    shown = select(records.frame, options.sweep, options.methods, options.profile)
+    written.append(_write(Path(out) / "records.csv",
+                          shown.drop(columns="path").to_csv(index=False, lineterminator="\n")))
+    written.append(_write(Path(out) / "README.md", readme(report, sections)))
+    if not report.tables:
+        log.warning("no table could be built: no finished records match the filters")
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+TEXT_SUFFIXES = (".md", ".csv", ".tex")
+
+
+def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
+    """Text outputs that differ between ``out`` and what the records produce now (sorted)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp)
+        write_report(root, fresh, options, draw=False)
+        names = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
+                 if p.suffix in TEXT_SUFFIXES}
+        names |= {p.relative_to(out).as_posix() for p in Path(out).rglob("*")
+                  if p.suffix in TEXT_SUFFIXES}
+        return sorted(n for n in names if _read(fresh / n) != _read(Path(out) / n))
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def options_from_cli(sweep: str | None, methods: Sequence[str], profile: str,
+                     metrics: str | None, include_stale: bool, crop: str) -> ReportOptions:
+    """Parse the ``report`` command's text arguments, with one-line errors."""
+    try:
+        size, cx, cy = (float(x) for x in crop.split(","))
+    except ValueError:
+        raise ConfigError(f"--crop {crop!r} is invalid; expected SIZE,CX,CY, e.g. 96,0.5,0.4") \
+            from None
+    if size < 8 or not (0 <= cx <= 1 and 0 <= cy <= 1):
+        raise ConfigError(f"--crop {crop!r} is invalid; expected size >= 8 and centre in [0, 1]")
+    if sweep:
+        sweep_keys(sweep)  # unknown sweep names fail here, before anything is written
+    names = tuple(m.strip() for m in (metrics or "").split(",") if m.strip())
+    return ReportOptions(sweep, tuple(methods), profile, names, include_stale,
+                         (int(size), cx, cy))

@@ -21,6 +21,7 @@ from . import __version__, registry, weights
 from .config import config_hash, flatten, to_dict
 from .errors import ConfigError
 from .evaluate import evaluate
+from .metrics import plan_metrics, weights_for
 from .nets.rrdbnet import load_generator_file
 from .results import RunDir, run_id, summarize
 from .trainer import Checkpoints, Trainer, select_device, torch_load
@@ -45,9 +46,11 @@ def reference_config(cfg: Any) -> Any:
 
 
 def needed_weights(cfg: Any, method: Method) -> list[str]:
-    if cfg.loss.mode == "gan" or method.needs_perceptual(cfg):
-        return ["vgg19"]
-    return []
+    """Every pretrained file the run must have: VGG19 for a perceptual loss, and the files of
+    each metric in ``eval.metrics`` (``eval.optional_metrics`` are skipped when absent)."""
+    weights_for(cfg.eval.optional_metrics)  # unknown names fail here, before training
+    vgg = ["vgg19"] if cfg.loss.mode == "gan" or method.needs_perceptual(cfg) else []
+    return vgg + weights_for(cfg.eval.metrics)
 
 
 def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None, str]:
@@ -111,10 +114,11 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         if method.trains:
             net = Trainer(cfg, method, run, init_g, paths.get("vgg19")).fit()
         t1 = time.perf_counter()
-        frame = evaluate(cfg, method, net, run.run_id, root, device)
+        plan = plan_metrics(cfg.eval.metrics, cfg.eval.optional_metrics, device)
+        frame = evaluate(cfg, method, net, run.run_id, root, device, plan)
         run.write_metrics(frame)
-        run.write_summary(_summary(cfg, method, run, init_from, t1 - t0,
-                                   time.perf_counter() - t1, frame))
+        summary = _summary(cfg, method, run, init_from, t1 - t0, time.perf_counter() - t1, frame)
+        run.write_summary({**summary, "unavailable_metrics": plan.unavailable})
     return run
 
 

@@ -1,0 +1,209 @@
+"""Reports from synthetic run records: best marks, averages, LaTeX structure, plots, broken runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robustsr_bench import registry, report
+from robustsr_bench.cli import main
+from robustsr_bench.config import config_hash
+from robustsr_bench.data.io import save_image
+from robustsr_bench.results import METRIC_COLUMNS, RunDir, run_id
+
+SUITES = ["clean", "gaussian_noise"]
+
+
+def make_run(root: Path, method: str, means: dict[str, dict[str, float]], ablation: str = "",
+             seed: int = 0, trained_on: str = "embedded") -> Path:
+    """A finished run record as ``runner.execute`` writes it, with the given per-suite values."""
+    cfg = registry.resolve_config(method, "smoke", ablation, seed,
+                                  {"eval.suites": list(means)})
+    run = RunDir.for_config(cfg, root)
+    run.write_config(cfg)
+    rows = [{"run_id": run.run_id, "method": method, "ablation": ablation, "profile": "smoke",
+             "seed": seed, "suite": s, "image": "astronaut", "metric": m, "value": v}
+            for s, values in means.items() for m, v in values.items()]
+    run.write_metrics(pd.DataFrame(rows, columns=METRIC_COLUMNS))
+    run.write_summary({"status": "done", "method": method, "ablation": ablation,
+                       "profile": "smoke", "seed": seed, "trained_on": trained_on,
+                       "suites": list(means), "means": means})
+    return run.path
+
+
+def both(psnr: float, seconds: float) -> dict[str, dict[str, float]]:
+    return {s: {"psnr_y": psnr + i, "ssim_y": 0.5, "seconds": seconds} for i, s in
+            enumerate(SUITES)}
+
+
+@pytest.fixture
+def records(isolated: Path) -> Path:
+    make_run(isolated, "bicubic", both(20.0, 0.1), trained_on="none")
+    make_run(isolated, "esrgan", both(24.0, 0.5))
+    make_run(isolated, "rsr", both(25.0, 0.9), seed=0)
+    make_run(isolated, "rsr", both(27.0, 0.7), seed=1)
+    return isolated
+
+
+def cells(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path).set_index(["Method", "group", "metric"])
+
+
+def test_tables_mark_best_second_and_average(records: Path, tmp_path: Path) -> None:
+    opts = report.ReportOptions(metrics=("psnr_y", "seconds"))
+    report.write_report(records, tmp_path / "out", opts, draw=False)
+    table = cells(tmp_path / "out" / "tables" / "cross_dataset.csv")
+    # higher is better: rsr (mean of seeds 25 and 27 = 26) best, esrgan second
+    assert table.loc[("rsr", "clean", "psnr_y"), ["mean", "rank", "n"]].tolist() == [26.0, 1, 2]
+    assert table.loc[("rsr", "clean", "psnr_y"), "std"] == pytest.approx(np.std([25, 27], ddof=1))
+    assert table.loc[("esrgan", "clean", "psnr_y"), "rank"] == 2
+    assert table.loc[("bicubic", "clean", "psnr_y"), "rank"] == 0
+    # lower is better: bicubic fastest, esrgan second, rsr (0.8 s) last
+    assert table.loc[("bicubic", "gaussian_noise", "seconds"), "rank"] == 1
+    assert table.loc[("esrgan", "gaussian_noise", "seconds"), "rank"] == 2
+    assert table.loc[("rsr", "gaussian_noise", "seconds"), "rank"] == 0
+    # average over suites: esrgan 24 and 25 -> 24.5
+    assert table.loc[("esrgan", report.AVERAGE, "psnr_y"), "mean"] == pytest.approx(24.5)
+    md = (tmp_path / "out" / "tables" / "cross_dataset.md").read_text()
+    assert "**26.00 ± 1.41**" in md and "<u>24.00</u>" in md and "**0.10**" in md
+    assert "PSNR↑" in md and "Seconds↓" in md
+
+
+def _latex_columns(row: str) -> int:
+    row = row.rstrip().removesuffix(r"\\")
+    spans = [int(n) for n in re.findall(r"\\multicolumn\{(\d+)\}", row)]
+    return row.count("&") + 1 + sum(n - 1 for n in spans)
+
+
+def test_latex_is_structurally_sound(records: Path, tmp_path: Path) -> None:
+    report.write_report(records, tmp_path / "out", report.ReportOptions(), draw=False)
+    tex = (tmp_path / "out" / "tables" / "cross_dataset.tex").read_text()
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", tex):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert tex.count(r"\begin{") == tex.count(r"\end{")
+    spec = re.search(r"\\begin\{tabular\}\{([lc]+)\}", tex).group(1)
+    assert len(spec) == 2 + 3 * 2  # method, training data; (2 suites + average) x 2 metrics
+    body = tex.split(r"\toprule")[1].split(r"\bottomrule")[0]
+    rows = [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
+    assert len(rows) == 2 + 3  # two header lines, three methods
+    assert all(_latex_columns(row) == len(spec) for row in rows)
+    assert r"\textbf{26.00 $\pm$ 1.41}" in tex and r"gaussian\_noise" in tex
+
+
+def test_missing_cells_are_footnoted_not_zero(records: Path, tmp_path: Path) -> None:
+    make_run(records, "bapd", {"clean": {"psnr_y": 30.0, "ssim_y": 0.9}})
+    report.write_report(records, tmp_path / "out", report.ReportOptions(), draw=False)
+    table = cells(tmp_path / "out" / "tables" / "cross_dataset.csv")
+    missing = table.loc[("bapd", "gaussian_noise", "psnr_y")]
+    assert pd.isna(missing["mean"]) and "not evaluated" in missing["note"]
+    assert pd.isna(table.loc[("bapd", report.AVERAGE, "psnr_y"), "mean"])
+    assert table.loc[("bapd", "clean", "psnr_y"), "rank"] == 1
+    md = (tmp_path / "out" / "tables" / "cross_dataset.md").read_text()
+    assert "–<sup>a</sup>" in md and "–<sup>c</sup>" in md and "<sup>a</sup> not evaluated" in md
+
+
+def test_plots_curves_and_grids_are_written(records: Path, tmp_path: Path) -> None:
+    make_run(records, "rsr", both(26.0, 0.8), ablation="no_attack")
+    levels = {f"noise_s{s}": {"psnr_y": 30.0 - s / 5, "ssim_y": 0.8} for s in (0, 15, 30)}
+    for method, offset in (("bicubic", 0.0), ("esrgan", 1.0)):
+        make_run(records, method, {k: {m: v + offset for m, v in d.items()}
+                                   for k, d in levels.items()},
+                 trained_on="none" if method == "bicubic" else "embedded")
+    esrgan = make_run(records, "esrgan", both(24.0, 0.5))
+    save_image(esrgan / "images" / "clean" / "astronaut.png", np.full((512, 512, 3), 0.5))
+    out = tmp_path / "out"
+    report.write_report(records, out, report.ReportOptions())
+    for name in ("per_suite_psnr_y", "ablation_rsr", "robustness_gaussian_noise"):
+        for suffix in (".png", ".pdf"):
+            assert (out / "figures" / f"{name}{suffix}").stat().st_size > 1000
+    assert (out / "grids" / "clean_astronaut.png").stat().st_size > 1000
+    robust = pd.read_csv(out / "tables" / "robustness_gaussian_noise.csv")
+    assert list(robust["group"].unique()) == [0, 15, 30]
+    readme = (out / "README.md").read_text()
+    assert "figures/robustness_gaussian_noise.png" in readme and report.REGENERATE in readme
+    ablation = pd.read_csv(out / "tables" / "ablation_rsr.csv")
+    assert set(ablation["attack"]) == {"✓", "✗"}
+
+
+def test_broken_records_are_reported_and_skipped(records: Path, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    runs = records / "runs"
+    (runs / "torn").mkdir()
+    (runs / "torn" / "summary.json").write_text("{not json")
+    (runs / "unfinished").mkdir()
+    no_metrics = make_run(records, "bapd", both(22.0, 0.3))
+    (no_metrics / "metrics.csv").unlink()
+    with caplog.at_level(logging.WARNING, logger="robustsr_bench"):
+        report.write_report(records, tmp_path / "out", report.ReportOptions(), draw=False)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    for path, why in ((runs / "torn", "not valid JSON"), (runs / "unfinished", "unfinished"),
+                      (no_metrics, "metrics.csv is missing")):
+        assert f"`{path}`: " in readme and why in readme
+        assert str(path) in caplog.text
+    table = cells(tmp_path / "out" / "tables" / "cross_dataset.csv")
+    assert set(table.index.get_level_values(0)) == {"bicubic", "esrgan", "rsr"}
+
+
+def test_stale_and_superseded_records_are_not_shown(records: Path) -> None:
+    stale = RunDir(records / "runs" / "esrgan-old")
+    stale.path.mkdir()
+    cfg = registry.resolve_config("esrgan", "smoke", "", 0, {"train.iters": 7})
+    stale.write_config(cfg)
+    stale.write_metrics(pd.DataFrame([["esrgan-old", "esrgan", "", "smoke", 0, "clean", "x",
+                                       "psnr_y", 99.0]], columns=METRIC_COLUMNS))
+    stale.write_summary({"status": "done", "method": "esrgan", "ablation": "", "profile": "smoke",
+                         "seed": 0, "suites": ["clean"], "means": {}})
+    loaded = report.load_records(records)
+    assert 99.0 not in set(loaded.frame["value"])
+    assert any("differs from configs" in s.reason for s in loaded.skipped)
+    assert 99.0 in set(report.load_records(records, include_stale=True).frame["value"])
+
+
+def test_sweep_filter_and_unknown_sweep(records: Path) -> None:
+    make_run(records, "bapd", both(22.0, 0.3), ablation="no_attack")
+    frame = report.load_records(records).frame
+    kept = report.select(frame, sweep="bapd_ablation")
+    assert set(zip(kept["method"], kept["ablation"])) == {("esrgan", ""), ("bapd", "no_attack")}
+    with pytest.raises(Exception, match="unknown sweep 'nope'"):
+        report.select(frame, sweep="nope")
+
+
+def test_check_flags_changed_files(records: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "results"
+    args = ["report", "--workdir", str(records), "--out", str(out)]
+    assert main(args) == 0
+    assert main(args + ["--check"]) == 0
+    table = out / "tables" / "cross_dataset.md"
+    table.write_text(table.read_text().replace("24.00", "24.01"))
+    capsys.readouterr()
+    assert main(args + ["--check"]) == 1
+    assert "tables/cross_dataset.md" in capsys.readouterr().err
+
+
+def test_unknown_metric_direction_is_left_unmarked(records: Path, tmp_path: Path) -> None:
+    make_run(records, "bapd", {s: {"psnr_y": 1.0, "mystery": 3.0} for s in SUITES})
+    opts = report.ReportOptions(metrics=("mystery",))
+    report.write_report(records, tmp_path / "out", opts, draw=False)
+    table = pd.read_csv(tmp_path / "out" / "tables" / "cross_dataset.csv")
+    assert set(table["rank"]) == {0}
+
+
+def test_evaluation_saves_sr_images_without_changing_the_run_id(isolated: Path) -> None:
+    cfg = registry.resolve_config("bicubic", "smoke", "", 0, {"eval.suites": ["clean"]})
+    other = registry.resolve_config("bicubic", "smoke", "", 0, {"eval.suites": ["clean"],
+                                                                "eval.save_images": []})
+    assert run_id(cfg) == run_id(other) and config_hash(cfg) == config_hash(other)
+    assert main(["run", "--method", "bicubic", "--set", "eval.suites=[clean]"]) == 0
+    saved = list((isolated / "runs").glob("bicubic-*/images/clean/*.png"))
+    assert [p.stem for p in saved] == ["astronaut"]
+    assert json.loads((saved[0].parents[2] / "summary.json").read_text())["status"] == "done"
