@@ -19,7 +19,7 @@ TINY = {
     "model.num_feat": 8, "model.num_block": 1, "model.num_grow_ch": 4, "disc.num_feat": 4,
     "train.iters": 4, "train.batch_size": 2, "train.patch_size": 32, "train.ckpt_every": 2,
     "train.milestones": [3], "eval.suites": ["clean"], "runtime.progress": False,
-    "runtime.device": "cpu",
+    "runtime.device": "cpu", "eval.optional_metrics": [],
 }
 
 

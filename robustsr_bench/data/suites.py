@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -61,8 +62,9 @@ def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Pat
 def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
     seed = int(registry.suite(name).get("seed", 0))
     ops = suite_ops(name)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A private temp folder per process: concurrent jobs (a sweep) may generate the same suite.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     for index, path in enumerate(images):
         hr = mod_crop(to_tensor(load_image(path)), scale)
         record: dict = {}
@@ -74,12 +76,21 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
             np.save(tmp / "kernels" / f"{path.stem}.npy", record["kernel"])
     atomic_write_text(tmp / "meta.json", json.dumps({"suite": name, "scale": scale,
                                                      "images": [p.stem for p in images]}))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process's identical copy is already in place
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_suite(name: str, scale: int, images: Sequence[Path], root: Path) -> list[EvalImage]:
-    """The suite's (LR, HR) pairs, generated on first use."""
+    """The suite's (LR, HR) pairs, generated on first use; a suite with ``lr_dir: PATH`` is a
+    no-reference set (real LR photos, no HR), which gets no-reference metrics only."""
+    lr_dir = registry.suite(name).get("lr_dir")
+    if lr_dir:
+        from .datasets import list_images
+
+        return [EvalImage(p.stem, load_image(p), None, None)
+                for p in list_images(Path(str(lr_dir)).expanduser())]
     out = _cache_dir(name, scale, images, root)
     if not (out / "meta.json").is_file():
         _generate(name, scale, images, out)

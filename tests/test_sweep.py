@@ -1,0 +1,137 @@
+"""Sweep files, planning and the debug/local launchers (the Slurm path: tests/test_slurm.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robustsr_bench import cli, launch, registry, sweeps
+from robustsr_bench.config import to_dict
+from robustsr_bench.errors import ConfigError
+from robustsr_bench.results import RunDir, run_id
+
+from conftest import TINY
+
+FAILING = {"data.train": "folder", "data.hr_dir": "/nonexistent/hr"}
+
+
+def write_sweep(path: Path, **data) -> Path:
+    path.write_text(yaml.safe_dump({"name": path.stem, "profile": "smoke", **data}))
+    return path
+
+
+def tiny_sweep(tmp_path: Path, seeds=(0, 1), fail: bool = False) -> Path:
+    runs = [{"method": "esrgan", "ablation": ""}]
+    if fail:
+        runs.append({"method": "esrgan", "set": FAILING})
+    return write_sweep(tmp_path / "tiny.yaml", seeds=list(seeds), runs=runs,
+                       set={**TINY, "train.iters": 2})
+
+
+def test_existing_sweeps_expand_to_the_run_ids_run_uses():
+    for name in sweeps.names():
+        sweep = sweeps.load(name)
+        specs = sweeps.expand(sweep)
+        assert len(specs) == len(sweep.entries) * len(sweep.seeds)
+        first = sweep.entries[0]
+        cfg = registry.resolve_config(first.method, sweep.profiles[0], first.ablation,
+                                      sweep.seeds[0])
+        assert specs[0].run_id == run_id(cfg)
+        assert to_dict(specs[0].config()) == to_dict(cfg)
+
+
+def test_grid_crosses_methods_ablations_overrides_seeds_and_profiles(tmp_path):
+    path = write_sweep(tmp_path / "g.yaml", profiles=["smoke", "paper"], seeds=[0, 1], grid={
+        "methods": ["esrgan", "rsr"], "ablations": {"rsr": ["", "eps12"]},
+        "overrides": [{}, {"train.lr": 3.0e-4}]})
+    specs = sweeps.expand(sweeps.load(str(path)))
+    # esrgan: 1 ablation, rsr: 2; x 2 overrides x 2 profiles x 2 seeds
+    assert len(specs) == (1 + 2) * 2 * 2 * 2
+    assert len({s.run_id for s in specs}) == len(specs)
+    assert {s.values["train.lr"] for s in specs} >= {3.0e-4}
+
+
+def test_duplicate_runs_are_listed_once_and_cli_set_applies_to_all(tmp_path):
+    path = write_sweep(tmp_path / "d.yaml", runs=[{"method": "esrgan"}, {"method": "esrgan"}])
+    specs = sweeps.expand(sweeps.load(str(path)), {"train.iters": 3})
+    assert len(specs) == 1 and specs[0].values["train.iters"] == 3
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"runs": [{"method": "esrgan", "abl": "x"}]}, "unknown key 'abl'"),
+    ({"runs": []}, "lists no runs"),
+    ({"grid": {"ablations": [""]}}, "needs 'methods"),
+    ({"runs": [{"method": "esrgan"}], "seeds": []}, "empty list"),
+])
+def test_bad_sweep_files_fail_with_one_line(tmp_path, data, message):
+    path = write_sweep(tmp_path / "bad.yaml", **data)
+    with pytest.raises(ConfigError, match=message):
+        sweeps.load(str(path))
+
+
+def test_unknown_sweep_lists_the_valid_names():
+    with pytest.raises(ConfigError, match="valid: .*rsr_table1"):
+        sweeps.load("nope")
+
+
+def test_plan_submits_the_clean_baseline_first_and_fine_tunes_wait_on_it(tmp_path):
+    path = write_sweep(tmp_path / "p.yaml", runs=[{"method": "rsr"}, {"method": "rsr",
+                                                                      "ablation": "eps12"}])
+    specs = sweeps.expand(sweeps.load(str(path)), TINY)
+    planned = launch.plan(specs, tmp_path / "work")
+    assert [p.spec.method for p in planned] == ["esrgan", "rsr", "rsr"]
+    base = planned[0].run_id
+    assert planned[1].deps == [base] and planned[2].deps == [base]
+    groups = launch._dependency_groups(planned)
+    assert [[p.run_id for p in g] for g in groups] == [[base], [p.run_id for p in planned[1:]]]
+
+
+def test_slurm_options_merge_validate_and_pass_sbatch_args():
+    opts = launch.SlurmOptions.merged({"partition": "gpu", "time_min": 10},
+                                      {"time_min": 30, "partition": None,
+                                       "extra": ["--exclusive", "--mail-type=END"]})
+    assert opts.partition == "gpu" and opts.time_min == 30
+    assert opts.extra_parameters() == {"exclusive": True, "mail_type": "END"}
+    params = opts.executor_parameters()
+    assert params["slurm_partition"] == "gpu" and "gpus_per_node" not in params
+    with pytest.raises(ConfigError, match="signal_delay_s"):
+        launch.SlurmOptions(time_min=1, signal_delay_s=90)
+    with pytest.raises(ConfigError, match="unknown slurm option 'gpu'"):
+        launch.SlurmOptions.merged({"gpu": 1})
+
+
+@pytest.mark.slow
+def test_debug_sweep_runs_records_failures_and_resubmits_nothing(tmp_path, isolated, capsys):
+    path = tiny_sweep(tmp_path, seeds=(0,), fail=True)
+    assert cli.main(["sweep", str(path), "--launcher", "debug"]) == 1
+    statuses = {s.run_id: s for s in launch.sweep_status(isolated, "tiny")}
+    states = sorted(s.state for s in statuses.values())
+    assert states == ["done", "failed"]
+    failed = next(s for s in statuses.values() if s.state == "failed")
+    assert "DataError" in failed.error and Path(failed.log).is_file()
+    capsys.readouterr()
+    assert cli.main(["status", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "1 done, 1 failed" in out and failed.log in out
+    # Only the failed run is launched again; the finished one is skipped.
+    assert cli.main(["sweep", str(path), "--launcher", "debug"]) == 1
+    assert "1 submitted, 1 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_in_parallel_and_a_second_submission_is_empty(tmp_path, isolated,
+                                                                           capsys):
+    path = tiny_sweep(tmp_path, seeds=(0, 1))
+    assert cli.main(["sweep", str(path), "--launcher", "local", "--parallel", "2"]) == 0
+    statuses = launch.sweep_status(isolated, "tiny")
+    assert [s.state for s in statuses] == ["done", "done"]
+    jobs = json.loads((isolated / "sweeps" / "tiny" / "jobs.json").read_text())
+    assert {j["launcher"] for j in jobs.values()} == {"local"}
+    for status in statuses:
+        assert RunDir(isolated / "runs" / status.run_id).is_done()
+    capsys.readouterr()
+    assert cli.main(["sweep", str(path), "--launcher", "local"]) == 0
+    assert "0 submitted, 2 skipped" in capsys.readouterr().out
