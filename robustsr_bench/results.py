@@ -8,6 +8,7 @@ image x metric x suite), ``summary.json`` (written last: its presence with ``sta
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -41,10 +42,25 @@ def safe_name(name: str, what: str = "run name") -> str:
 
 
 def run_id(cfg: Any) -> str:
-    """``<method>[-<ablation>]-<profile>-s<seed>-<hash8>``: readable, and unique per config."""
+    """``<method>[-<ablation>]-<profile>-s<seed>-<hash8>``: readable, and unique per config.
+
+    A fine-tune's hash also covers the run it starts from (``train.init: baseline`` or
+    ``method:NAME``), so changing the baseline's schedule never reuses fine-tunes of the old one.
+    """
+    digest = config_hash(cfg)
+    start = _start_run_id(cfg)
+    if start:
+        digest = hashlib.sha256(f"{digest}:{start}".encode()).hexdigest()
     parts = [cfg.method] + ([cfg.ablation] if cfg.ablation else [])
-    parts += [cfg.profile, f"s{cfg.seed}", config_hash(cfg)[:8]]
+    parts += [cfg.profile, f"s{cfg.seed}", digest[:8]]
     return safe_name("-".join(parts))
+
+
+def _start_run_id(cfg: Any) -> str | None:
+    from .runner import baseline_config, init_method  # runner builds on this module
+
+    source = init_method(cfg.train.init)
+    return run_id(baseline_config(cfg, source)) if source else None
 
 
 @contextmanager

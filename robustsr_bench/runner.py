@@ -39,6 +39,13 @@ def baseline_config(cfg: Any, method: str = BASELINE_METHOD) -> Any:
     return registry.resolve_config(method, cfg.profile, "", cfg.seed, flatten(shared))
 
 
+def init_method(init: str) -> str | None:
+    """The method whose run ``train.init`` starts from (``baseline`` -> esrgan), else None."""
+    if init == "baseline":
+        return BASELINE_METHOD
+    return init.removeprefix("method:") if init.startswith("method:") else None
+
+
 def reference_config(cfg: Any) -> Any:
     """The bicubic row evaluated on exactly the same suites as ``cfg``."""
     shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"]}
@@ -62,8 +69,8 @@ def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None
     init = cfg.train.init
     if init == "scratch" or not method.trains:
         return None, "scratch"
-    if init == "baseline" or init.startswith("method:"):
-        source = BASELINE_METHOD if init == "baseline" else init.removeprefix("method:")
+    source = init_method(init)
+    if source:
         base_cfg = baseline_config(cfg, source)
         if run_id(base_cfg) == run_id(cfg):
             raise ConfigError(f"train.init={init} would start this run from itself; "

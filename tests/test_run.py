@@ -173,3 +173,22 @@ def test_summary_json_is_valid(tiny, isolated):
     run = runner.execute(cfg, isolated)
     summary = json.loads(run.summary_path.read_text())
     assert set(summary["means"]["clean"]) == {"psnr_y", "ssim_y", "seconds"}
+
+
+def test_fine_tune_id_covers_the_run_it_starts_from(tiny, monkeypatch):
+    """Changing the baseline's schedule must not reuse fine-tunes of the old baseline."""
+    from robustsr_bench.results import run_id
+
+    cfg = registry.resolve_config("rsr", "smoke", overrides=tiny)
+    before = run_id(cfg)
+    original = runner.baseline_config
+
+    def longer_baseline(c, method=runner.BASELINE_METHOD):
+        return registry.resolve_config(method, c.profile, "", c.seed, {"train.iters": 7})
+
+    monkeypatch.setattr(runner, "baseline_config", longer_baseline)
+    assert run_id(cfg) != before
+    monkeypatch.setattr(runner, "baseline_config", original)
+    assert run_id(cfg) == before
+    scratch = registry.resolve_config("esrgan", "smoke", overrides=tiny)
+    assert run_id(scratch).startswith("esrgan-smoke-s0-")
