@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import matplotlib
 
@@ -25,6 +26,7 @@ import seaborn as sns
 import yaml
 
 from .report import metric_label
+from .results import atomic_path
 
 _PDF_METADATA = {"CreationDate": None}  # reproducible PDFs: no timestamp
 
@@ -34,10 +36,16 @@ def save(fig: plt.Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=150, metadata={"Software": None})
-    fig.savefig(pdf, metadata=_PDF_METADATA)
+    _atomic_savefig(fig, png, dpi=150, metadata={"Software": None})
+    _atomic_savefig(fig, pdf, metadata=_PDF_METADATA)
     plt.close(fig)
     return [png, pdf]
+
+
+def _atomic_savefig(fig: plt.Figure, path: Path, **kwargs: Any) -> None:
+    """``savefig`` through a temp file, so a report killed mid-way leaves no torn figure."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
 
 
 def plot_per_suite(seeds: pd.DataFrame, metric: str, suites: Sequence[str],
@@ -142,6 +150,6 @@ def visual_grid(panels: Sequence[tuple[str, np.ndarray]], crop: GridCrop, title:
         ax.set_axis_off()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    _atomic_savefig(fig, path, dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path

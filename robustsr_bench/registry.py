@@ -83,12 +83,24 @@ def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
         raise ConfigError(f"{source}: missing 'adapter: module:Class'")
     ablations = {}
     for abl_name, abl in (data.get("ablations") or {}).items():
+        _check_ablation_name(abl_name, source)
         if not isinstance(abl, dict) or "help" not in abl:
             raise ConfigError(f"{source}: ablation '{abl_name}' needs 'help:' and 'set:'")
         ablations[abl_name] = Ablation(abl_name, abl["help"], dict(abl.get("set") or {}))
     return MethodSpec(name=name, adapter=data["adapter"], description=data.get("description", ""),
                       source=source, config=dict(data.get("config") or {}),
                       profiles=dict(data.get("profiles") or {}), ablations=ablations)
+
+
+def _check_ablation_name(name: Any, source: str) -> None:
+    """An ablation name becomes part of the run folder's name, so it must be safe there
+    (``../x`` would escape ``runs/``) and free of ``+``, which joins ablations."""
+    from .results import safe_name  # lazy: results imports pandas
+
+    if not isinstance(name, str) or "+" in name:
+        raise ConfigError(f"{source}: ablation name {name!r} is not allowed; use letters, digits "
+                          f"and _ . = -")
+    safe_name(name, f"{source}: ablation name")
 
 
 def _entry_point_specs() -> dict[str, MethodSpec]:
@@ -123,7 +135,9 @@ def method_spec(name: str) -> MethodSpec:
 
 
 def _named_yaml(kind: str, folder: str, name: str) -> dict[str, Any]:
-    path = configs_dir() / folder / f"{name}.yaml"
+    from .results import safe_name  # lazy: results imports pandas
+
+    path = configs_dir() / folder / f"{safe_name(name, kind + ' name')}.yaml"
     if not path.is_file():
         raise unknown(kind, name, names_in(folder))
     return read_yaml(path)

@@ -740,8 +740,12 @@ def readme(report: Report, sections: dict[str, str]) -> str:
 def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = True) -> list[Path]:
     """Write tables (md/tex/csv), figures, grids, ``records.csv`` and ``README.md`` into ``out``.
 
-    Returns the text files written (what ``--check`` compares).
+    Returns the text files written (what ``--check`` compares). Temp files a killed report left
+    behind (``.<name>.*.tmp``, see ``results.atomic_path``) are removed first, so they never end
+    up committed with the results.
     """
+    for stray in Path(out).rglob(".*.tmp"):
+        stray.unlink(missing_ok=True)
     records = load_records(Path(root), options.include_stale)
     report = ReportBuilder(records, options, Path(root), Path(out), draw).build()
     written: list[Path] = []
@@ -761,8 +765,10 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Atomic, so a report killed mid-way leaves every file either old or new, never torn."""
+    from .results import atomic_write_text
+
+    atomic_write_text(path, text)
     return path
 
 

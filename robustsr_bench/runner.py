@@ -107,6 +107,8 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         log.info("%s: finished run found, reusing it (--force to redo)", run.run_id)
         return run
     method = registry.method_spec(cfg.method).load_adapter()
+    for suite in cfg.eval.suites:  # a misspelt suite fails now, not after hours of training
+        registry.suite(suite)
     paths = weights.require(needed_weights(cfg, method))
     init_g, init_from = initial_generator(cfg, method, root)
     if force and run.path.exists():

@@ -13,8 +13,11 @@ stream is a pure function of the sample index (see ``data.datasets``), so a run 
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +28,7 @@ from torch import Tensor, nn
 
 from methods.base import Batch, Method, Modules, TrainContext
 from . import __version__
-from .config import config_hash
+from .config import config_hash, flatten, to_dict
 from .data.datasets import make_train_loader
 from .errors import UserError
 from .losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
@@ -56,9 +59,30 @@ def set_requires_grad(net: nn.Module | None, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path) -> str:
+    """Write ``obj`` durably and atomically; returns the file's sha256.
+
+    Serialising to memory first means a full disk surfaces as ``OSError(ENOSPC)`` from the
+    file write (which ``atomic_path`` reports as "disk full"), not as torch's opaque
+    RuntimeError; the fsync makes the rename publish complete bytes even across a power loss.
+    """
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getbuffer()
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def torch_load(path: Path) -> Any:
@@ -67,7 +91,12 @@ def torch_load(path: Path) -> Any:
 
 class Checkpoints:
     """BasicSR-style files: ``models/net_g_<step>.pth`` (``params`` + ``params_ema``),
-    ``models/net_d_<step>.pth`` and ``training_states/<step>.state``, the state written last."""
+    ``models/net_d_<step>.pth`` and ``training_states/<step>.state``, the state written last.
+
+    The state records the sha256 of the model files of its step (``files``), so a checkpoint is
+    loaded only when every file is exactly what was written: a file torn by a crash outside
+    ``atomic_path`` (or corrupted on disk) makes ``load_latest`` fall back to the previous step.
+    """
 
     def __init__(self, run: RunDir, keep: int):
         self.models, self.states, self.keep = run.path / "models", run.path / "training_states", keep
@@ -77,10 +106,10 @@ class Checkpoints:
         return sorted(found, reverse=True)
 
     def save(self, step: int, files: dict[str, Any]) -> None:
-        atomic_torch_save(files["net_g"], self.models / f"net_g_{step}.pth")
+        digests = {"net_g": atomic_torch_save(files["net_g"], self.models / f"net_g_{step}.pth")}
         if files.get("net_d") is not None:
-            atomic_torch_save(files["net_d"], self.models / f"net_d_{step}.pth")
-        atomic_torch_save(files["state"], self.states / f"{step}.state")
+            digests["net_d"] = atomic_torch_save(files["net_d"], self.models / f"net_d_{step}.pth")
+        atomic_torch_save({**files["state"], "files": digests}, self.states / f"{step}.state")
         for old in self.steps()[self.keep:]:
             for path in (self.states / f"{old}.state", self.models / f"net_g_{old}.pth",
                          self.models / f"net_d_{old}.pth"):
@@ -90,17 +119,41 @@ class Checkpoints:
         """The newest complete, readable checkpoint; a torn or corrupt one is skipped."""
         for step in self.steps():
             try:
-                files = {"state": torch_load(self.states / f"{step}.state"),
-                         "net_g": torch_load(self.models / f"net_g_{step}.pth")}
-                if with_d:
-                    files["net_d"] = torch_load(self.models / f"net_d_{step}.pth")
+                files = {"state": torch_load(self.states / f"{step}.state")}
+                names = ["net_g", "net_d"] if with_d else ["net_g"]
+                for name in names:
+                    path = self.models / f"{name}_{step}.pth"
+                    self._verify(path, files["state"].get("files", {}).get(name))
+                    files[name] = torch_load(path)
                 return step, files
             except Exception as exc:  # noqa: BLE001 - any unreadable file means "try older"
                 log.warning("checkpoint at step %d unreadable (%s); trying an older one", step, exc)
         return None
 
+    @staticmethod
+    def _verify(path: Path, expected: str | None) -> None:
+        """Refuse a file whose sha256 differs from the one its state recorded (older
+        checkpoints recorded none and are trusted as before)."""
+        if expected is not None and file_sha256(path) != expected:
+            raise ValueError(f"{path.name} does not match the sha256 its state recorded")
+
     def final_generator(self) -> Path:
         return self.models / f"net_g_{self.steps()[0]}.pth"
+
+
+def config_differences(saved: dict[str, Any] | None, cfg: Any, limit: int = 3) -> str:
+    """`` (model.num_feat: 8 in the checkpoint, 4 now; ...)`` for a refused resume, so the user
+    sees what changed; empty for checkpoints that predate storing their config."""
+    if not isinstance(saved, dict):
+        return ""
+    old, new = flatten(saved), flatten(to_dict(cfg))
+    skip = ("runtime.", "eval.save_images", "eval.optional_metrics")  # not in the hash
+    keys = [k for k in sorted(set(old) | set(new))
+            if not k.startswith(skip) and old.get(k, "<absent>") != new.get(k, "<absent>")]
+    shown = "; ".join(f"{k}: {old.get(k, '<absent>')!r} in the checkpoint, "
+                      f"{new.get(k, '<absent>')!r} now" for k in keys[:limit])
+    more = f"; +{len(keys) - limit} more" if len(keys) > limit else ""
+    return f" ({shown}{more})" if keys else ""
 
 
 class Trainer:
@@ -228,7 +281,7 @@ class Trainer:
     def save(self, step: int) -> None:
         meta = {"config_hash": self.hash, "version": __version__, "step": step}
         state = {"step": step, "opt_g": self.opt_g.state_dict(),
-                 "sched_g": self.sched_g.state_dict(), **meta}
+                 "sched_g": self.sched_g.state_dict(), "config": to_dict(self.cfg), **meta}
         if self.opt_d:
             state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict())
         self.ckpt.save(step, {
@@ -245,7 +298,8 @@ class Trainer:
         step, files = found
         if files["state"].get("config_hash") != self.hash:
             raise UserError(f"{self.run.path}: checkpoint at step {step} was made with a different "
-                            f"config; use --force to start this run again")
+                            f"config{config_differences(files['state'].get('config'), self.cfg)}; "
+                            f"use --force to start this run again")
         self.modules.g.load_state_dict(files["net_g"]["params"])
         self.g_ema.load_state_dict(files["net_g"]["params_ema"])
         self.opt_g.load_state_dict(files["state"]["opt_g"])

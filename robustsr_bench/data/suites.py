@@ -59,6 +59,15 @@ def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Pat
     return root / "cache" / "suites" / f"{name}-x{scale}-{digest}"
 
 
+def min_eval_side(scale: int) -> int:
+    """The smallest HR side every metric can score: SSIM's 11x11 window after the ``scale``
+    border each side is cropped, rounded up to a multiple of ``scale``. A smaller test image is
+    refused at load time, naming the file, instead of failing inside a resize or a metric."""
+    from ..metrics import _SSIM_WINDOW
+
+    return scale * -(-(_SSIM_WINDOW + 2 * scale) // scale)
+
+
 def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
     seed = int(registry.suite(name).get("seed", 0))
     ops = suite_ops(name)
@@ -66,7 +75,7 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     for index, path in enumerate(images):
-        hr = mod_crop(to_tensor(load_image(path)), scale)
+        hr = mod_crop(to_tensor(load_image(path, min_size=min_eval_side(scale))), scale)
         record: dict = {}
         lr = apply_ops(hr, ops, scale, np.random.default_rng([seed, index]), record)
         save_image(tmp / "hr" / f"{path.stem}.png", hr)
