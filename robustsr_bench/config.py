@@ -16,6 +16,7 @@ declaring an ``options`` dataclass whose fields are appended to :class:`RunConfi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -341,12 +342,26 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def config_hash(cfg: Any) -> str:
-    """Stable hash of everything that changes a run's numbers (``runtime``,
-    ``eval.save_images`` and ``eval.optional_metrics`` are excluded)."""
-    data = to_dict(cfg)
+    """Stable hash of everything that changes a run's numbers (see :func:`hash_config_dict`)."""
+    return hash_config_dict(to_dict(cfg))
+
+
+def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
+    """Hash of a saved or resolved config dict, without what never changes a run's numbers:
+    ``runtime``, ``data.root``, ``eval.save_images``, ``eval.optional_metrics``, and fields
+    added since that still hold their "absent" default (so older run ids stay valid).
+    ``evaluation=False`` drops the whole ``eval`` section: the hash of how a model was trained,
+    which the report uses to tell a current record from a stale one.
+    """
+    data = copy.deepcopy(data)
     data.pop("runtime", None)
+    data.get("data", {}).pop("root", None)
+    if not data.get("data", {}).get("split", True):
+        data["data"].pop("split")
     data.get("eval", {}).pop("save_images", None)
     data.get("eval", {}).pop("optional_metrics", None)
+    if not evaluation:
+        data.pop("eval", None)
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 

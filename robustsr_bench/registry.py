@@ -43,9 +43,14 @@ def unknown(kind: str, name: str, valid: Sequence[str]) -> ConfigError:
 
 @dataclass(frozen=True)
 class Ablation:
+    """A named ablation. ``off`` lists the components it switches off, for the check-mark
+    columns of ablation tables: YAML ``disables: [...]`` (not ``off:``, which YAML reads as
+    ``false``), else ``no_<component>`` switches off ``<component>``."""
+
     name: str
     help: str
     overrides: dict[str, Any]
+    off: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,17 @@ def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
         _check_ablation_name(abl_name, source)
         if not isinstance(abl, dict) or "help" not in abl:
             raise ConfigError(f"{source}: ablation '{abl_name}' needs 'help:' and 'set:'")
-        ablations[abl_name] = Ablation(abl_name, abl["help"], dict(abl.get("set") or {}))
+        unknown_keys = set(abl) - {"help", "set", "disables"}
+        if unknown_keys:
+            raise ConfigError(f"{source}: ablation '{abl_name}': unknown key "
+                              f"{sorted(map(str, unknown_keys))[0]!r}; valid: help, set, disables")
+        implicit = [abl_name[3:]] if abl_name.startswith("no_") else []
+        off = abl.get("disables", implicit)
+        if not isinstance(off, list) or not all(isinstance(c, str) for c in off):
+            raise ConfigError(f"{source}: ablation '{abl_name}': 'disables:' must be a list of "
+                              f"component names, got {off!r}")
+        ablations[abl_name] = Ablation(abl_name, abl["help"], dict(abl.get("set") or {}),
+                                       tuple(off))
     return MethodSpec(name=name, adapter=data["adapter"], description=data.get("description", ""),
                       source=source, config=dict(data.get("config") or {}),
                       profiles=dict(data.get("profiles") or {}), ablations=ablations)

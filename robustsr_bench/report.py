@@ -17,7 +17,6 @@ in their eval suites are merged; where two records cover the same cell the newer
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from .config import hash_config_dict
 from .errors import ConfigError
 from .results import RunDir
 
@@ -155,18 +155,14 @@ class Records:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _training_hash(cfg: dict[str, Any]) -> str:
-    data = {k: v for k, v in cfg.items() if k not in ("eval", "runtime")}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
 @cache
 def _current_training_hash(method: str, ablation: str, profile: str, seed: int) -> str | None:
     from . import registry
     from .config import to_dict
 
     try:
-        return _training_hash(to_dict(registry.resolve_config(method, profile, ablation, seed)))
+        cfg = registry.resolve_config(method, profile, ablation, seed)
+        return hash_config_dict(to_dict(cfg), evaluation=False)
     except ConfigError:
         return None
 
@@ -212,7 +208,7 @@ def _stale_reason(path: Path, summary: dict) -> str:
                                      summary["profile"], int(summary["seed"]))
     if current is None:
         return "its method/ablation/profile no longer resolves in configs/"
-    if not isinstance(cfg, dict) or _training_hash(cfg) != current:
+    if not isinstance(cfg, dict) or hash_config_dict(cfg, evaluation=False) != current:
         return "training config differs from configs/ (an override or an older setting)"
     return ""
 
@@ -503,9 +499,17 @@ def _ablation_order(method: str, present: Iterable[str]) -> list[str]:
     return sorted(set(present), key=lambda a: (a != "", rank.get(a.split("+")[0], len(rank)), a))
 
 
-def _components(method: str, ablations: Sequence[str]) -> list[str]:
-    """Components that ``no_<component>`` ablations switch off (check-mark columns)."""
-    return sorted({p[3:] for a in ablations for p in a.split("+") if p.startswith("no_")})
+def _switched_off(method: str, ablation: str) -> set[str]:
+    """Components a (``+``-joined) ablation switches off, as its YAML declares (``off:``)."""
+    from . import registry
+
+    try:
+        declared = registry.method_spec(method).ablations
+    except ConfigError:
+        declared = {}
+    parts = [p for p in ablation.split("+") if p]
+    return {c for p in parts for c in (declared[p].off if p in declared
+                                       else [p[3:]] if p.startswith("no_") else [])}
 
 
 @dataclass
@@ -589,9 +593,10 @@ class ReportBuilder:
         ablations = _ablation_order(method, own["ablation"])
         if len(ablations) < 2 or not self.suites or not self.metrics:
             return
-        components = _components(method, ablations)
-        labels = [[row_label(method, a)] + ["✗" if f"no_{c}" in a.split("+") else "✓"
-                                            for c in components] for a in ablations]
+        off = {a: _switched_off(method, a) for a in ablations}
+        components = sorted(set().union(*off.values()))
+        labels = [[row_label(method, a)] + ["✗" if c in off[a] else "✓" for c in components]
+                  for a in ablations]
         rows = [{"method": method, "ablation": a} for a in ablations]
         table = build_table(f"ablation_{method}", f"Ablation of {method} ({self.opts.profile} "
                             f"profile): ✓ = component on, ✗ = switched off.", own, rows,

@@ -207,3 +207,29 @@ def test_evaluation_saves_sr_images_without_changing_the_run_id(isolated: Path) 
     saved = list((isolated / "runs").glob("bicubic-*/images/clean/*.png"))
     assert [p.stem for p in saved] == ["astronaut"]
     assert json.loads((saved[0].parents[2] / "summary.json").read_text())["status"] == "done"
+
+
+def test_ablation_marks_follow_declared_components(isolated: Path, tmp_path: Path) -> None:
+    """``no_attack`` of BAPD switches both attack levels off, as its YAML ``disables:`` declares;
+    AND's ``classical`` (no ``no_`` prefix) still shows the adversarial part switched off."""
+    for method, ablation in (("bapd", ""), ("bapd", "no_attack"), ("bapd", "no_hf_attack"),
+                             ("and", ""), ("and", "classical")):
+        make_run(isolated, method, both(25.0, 0.5), ablation=ablation)
+    report.write_report(isolated, tmp_path / "out", report.ReportOptions(), draw=False)
+    bapd = pd.read_csv(tmp_path / "out" / "tables" / "ablation_bapd.csv")
+    marks = bapd.drop_duplicates("Variant").set_index("Variant")
+    assert list(marks.loc["bapd [no_attack]", ["pixel attack", "hf attack"]]) == ["✗", "✗"]
+    assert list(marks.loc["bapd [no_hf_attack]", ["pixel attack", "hf attack"]]) == ["✓", "✗"]
+    assert "attack" not in marks.columns
+    and_marks = pd.read_csv(tmp_path / "out" / "tables" / "ablation_and.csv")
+    classical = and_marks[and_marks["Variant"] == "and [classical]"].iloc[0]
+    assert classical["adversarial"] == "✗" and classical["neural degradation"] == "✗"
+
+
+def test_ablation_off_must_be_a_list(tmp_path: Path) -> None:
+    bad = {"adapter": "methods.esrgan:ESRGAN", "ablations": {"x": {"help": "h", "disables": "attack"}}}
+    with pytest.raises(registry.ConfigError, match="'disables:' must be a list"):
+        registry._parse_spec("esrgan", bad, "configs/methods/esrgan.yaml")
+    bad["ablations"]["x"] = {"help": "h", False: ["attack"]}  # what YAML makes of `off:`
+    with pytest.raises(registry.ConfigError, match="unknown key 'False'; valid: help, set"):
+        registry._parse_spec("esrgan", bad, "configs/methods/esrgan.yaml")
