@@ -55,24 +55,33 @@ def run_label(summary: dict) -> str:
 
 def run_table(runs: Sequence[RunDir], metrics: Sequence[str], suites: Sequence[str],
               fmt: str = "github") -> str:
-    """One row per run: ``<metric> <suite>`` columns, then ``<metric> avg`` (what ``run`` prints)."""
-    headers = ["model"]
-    for metric in metrics:
-        label = _LABELS.get(metric, metric)
-        headers += [f"{label} {s}" for s in suites] + [f"{label} avg"]
-    rows = []
-    for run in runs:
-        summary = run.read_summary()
-        means = summary.get("means", {})
-        row: list = [run_label(summary)]
-        for metric in metrics:
-            values = [means.get(s, {}).get(metric) for s in suites]
-            present = [v for v in values if v is not None]
-            avg = sum(present) / len(present) if len(present) == len(values) else None
-            row += values + [avg]
-        rows.append(row)
-    table = tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=".4f", missingval="n/a")
+    """What ``run`` prints: one row per suite plus ``avg``, one column per (metric, run).
+
+    Suites run down the page so that the table stays readable in a terminal however many suites
+    a run has; metrics no run recorded are left out and explained below the table instead.
+    """
+    means = [run.read_summary().get("means", {}) for run in runs]
+    labels = [run_label(run.read_summary()) for run in runs]
+    shown = [m for m in metrics if any(m in means_of.get(s, {}) for means_of in means
+                                       for s in suites)]
+    headers = ["suite"] + [f"{metric_label(m)}{_arrow(m, '↑', '↓')} {label}" for m in shown
+                           for label in labels]
+    rows = [[suite] + [_value(r.get(suite, {}).get(m), m) for m in shown for r in means]
+            for suite in suites]
+    rows.append(["avg"] + [_value(_complete_mean([r.get(s, {}).get(m) for s in suites]), m)
+                           for m in shown for r in means])
+    table = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True,
+                     colalign=["left"] + ["right"] * (len(headers) - 1))
     return table + "".join(f"\nn/a {n}" for n in _unavailable_notes(runs, metrics))
+
+
+def _complete_mean(values: Sequence[float | None]) -> float | None:
+    """The mean over suites, or ``None`` unless every suite has a value."""
+    return sum(values) / len(values) if values and None not in values else None
+
+
+def _value(value: float | None, metric: str) -> str:
+    return "n/a" if value is None else f"{value:.{_digits(metric)}f}"
 
 
 def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[str]:
@@ -365,7 +374,9 @@ def build_table(name: str, caption: str, frame: pd.DataFrame, rows: Sequence[dic
 
 
 def _digits(metric: str) -> int:
-    return 2 if "psnr" in metric or metric == "seconds" else 4
+    """Four decimals for the [0, 1] scores (SSIM, LPIPS), two for dB, seconds and NIQE-style
+    scores, as SR papers print them."""
+    return 4 if "ssim" in metric or "lpips" in metric else 2
 
 
 def format_cell(cell: Cell, metric: str) -> str:

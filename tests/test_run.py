@@ -29,10 +29,14 @@ def _final_weights(run: RunDir) -> dict[str, torch.Tensor]:
 def test_run_writes_a_complete_record(tiny, isolated, capsys):
     assert main(["run", "--method", "esrgan", *as_set_args(tiny)]) == 0
     out = capsys.readouterr().out
-    assert "bicubic" in out and "esrgan" in out and "PSNR clean" in out
     runs = sorted((isolated / "runs").iterdir())
     esr = next(RunDir(p) for p in runs if p.name.startswith("esrgan-"))
     summary = esr.read_summary()
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+             if line.startswith("| ")]
+    header, clean = table[0], next(row for row in table if row[0] == "clean")
+    assert header[:3] == ["suite", "PSNR↑ bicubic", "PSNR↑ esrgan"]
+    assert clean[2] == f"{summary['means']['clean']['psnr_y']:.2f}"
     assert summary["status"] == "done" and summary["trained_on"] == "embedded"
     frame = esr.read_metrics()
     assert set(frame["metric"]) == {"psnr_y", "ssim_y", "seconds"}
