@@ -55,21 +55,23 @@ def run_label(summary: dict) -> str:
 
 def run_table(runs: Sequence[RunDir], metrics: Sequence[str], suites: Sequence[str],
               fmt: str = "github") -> str:
-    """What ``run`` prints: one row per suite plus ``avg``, one column per (metric, run).
+    """What ``run`` prints: one row per run, ``<metric> <suite>`` columns, then ``<metric> avg``.
 
-    Suites run down the page so that the table stays readable in a terminal however many suites
-    a run has; metrics no run recorded are left out and explained below the table instead.
+    Metrics no run recorded (weights absent offline) get no columns; a note below the table
+    says why each is missing, which keeps the table narrow enough for a terminal.
     """
-    means = [run.read_summary().get("means", {}) for run in runs]
-    labels = [run_label(run.read_summary()) for run in runs]
-    shown = [m for m in metrics if any(m in means_of.get(s, {}) for means_of in means
-                                       for s in suites)]
-    headers = ["suite"] + [f"{metric_label(m)}{_arrow(m, '↑', '↓')} {label}" for m in shown
-                           for label in labels]
-    rows = [[suite] + [_value(r.get(suite, {}).get(m), m) for m in shown for r in means]
-            for suite in suites]
-    rows.append(["avg"] + [_value(_complete_mean([r.get(s, {}).get(m) for s in suites]), m)
-                           for m in shown for r in means])
+    summaries = [run.read_summary() for run in runs]
+    means = [summary.get("means", {}) for summary in summaries]
+    shown = [m for m in metrics if any(m in r.get(s, {}) for r in means for s in suites)]
+    headers = ["model"] + [f"{metric_label(m)}{_arrow(m, '↑', '↓')} {s}" for m in shown
+                           for s in [*suites, "avg"]]
+    rows = []
+    for summary, run_means in zip(summaries, means):
+        row = [run_label(summary)]
+        for m in shown:
+            values = [run_means.get(s, {}).get(m) for s in suites]
+            row += [_value(v, m) for v in [*values, _complete_mean(values)]]
+        rows.append(row)
     table = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True,
                      colalign=["left"] + ["right"] * (len(headers) - 1))
     return table + "".join(f"\nn/a {n}" for n in _unavailable_notes(runs, metrics))
