@@ -86,9 +86,10 @@ def _half_written_tmp(folder: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_training_survives_sigkill_at_four_points(tiny, tmp_path):
-    """Startup, mid-write of the first checkpoint, between checkpoints, and after a checkpoint's
-    model file but before its state: one run folder killed four times, then finished."""
+def test_training_survives_sigkill_at_five_points(tiny, tmp_path):
+    """Startup, mid-write of the first checkpoint, between checkpoints, after a checkpoint's
+    model file but before its state, and mid-write of the last checkpoint (training done,
+    evaluation not started): one run folder killed five times, then finished."""
     overrides = {**tiny, "train.iters": 12, "train.ckpt_every": 2, "train.milestones": [5]}
     argv = ["run", *as_set_args(overrides)]
     cfg = registry.resolve_config("esrgan", "smoke", overrides=overrides)
@@ -115,6 +116,10 @@ def test_training_survives_sigkill_at_four_points(tiny, tmp_path):
     kill_when(argv, tmp_path, root, lambda: False, pause="8.state")
     assert (run.path / "models" / "net_g_8.pth").is_file() and not (states / "8.state").exists()
     assert ckpt.load_latest(with_d=False)[0] == 6, "the previous complete checkpoint is used"
+
+    # 5. every step trained, the final state half-written: the record must not be written
+    kill_when(argv, tmp_path, root, lambda: False, pause="12.state")
+    assert ckpt.load_latest(with_d=False)[0] == 10 and not run.is_done()
 
     assert main(["run", "--workdir", str(root), *as_set_args(overrides)]) == 0
     assert run.is_done() and "resumed" in (run.path / "train.log").read_text()
