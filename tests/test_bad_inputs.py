@@ -118,7 +118,7 @@ def test_sixteen_bit_and_palette_images_work(tmp_path, finished, capsys):
                                  "data.hr_dir": str(folder), "eval.images": str(folder),
                                  "eval.save_images": []})]
     assert main([*argv, "--workdir", str(root)]) == 0, capsys.readouterr().err
-    assert "PSNR clean" in capsys.readouterr().out
+    assert "PSNR↑ clean" in capsys.readouterr().out
 
 
 def test_hr_lr_size_mismatch(tmp_path, finished, capsys):
