@@ -9,7 +9,8 @@ from typing import Sequence
 
 from .errors import UserError
 
-LIST_KINDS = ("methods", "ablations", "profiles", "suites", "metrics")
+LIST_KINDS = ("methods", "ablations", "profiles", "suites", "metrics", "datasets")
+DATA_ROOT_HELP = "root of the datasets (= --set data.root=DIR; default $ROBUSTSR_DATA)"
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -21,8 +22,14 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="override a config field, e.g. --set attack.eps=12/255 (repeatable)")
     p.add_argument("--init", help="initial generator checkpoint (= --set train.init=PATH)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--data", help="train on this dataset (see `list datasets`; "
+                                  "= --set data.train=NAME)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--workdir", help="where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)")
     p.add_argument("--force", action="store_true", help="redo the run even if it finished")
+    p.add_argument("--gpus", "--nproc", dest="world_size", type=int, metavar="N",
+                   help="train data-parallel in N local processes, one per GPU (gloo on CPU); "
+                        "train.batch_size stays the global batch (= --set runtime.world_size=N)")
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -52,11 +59,13 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
                    help="override a config field in every run (repeatable)")
     p.add_argument("--workdir", help="where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)")
     p.add_argument("--dry-run", action="store_true", help="print the planned run ids only")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--wait", action="store_true", help="slurm: block with a progress bar until done")
     s = p.add_argument_group("slurm (override the sweep file's slurm: section)")
     for flag, kind in (("partition", str), ("account", str), ("qos", str), ("constraint", str),
-                       ("gpus-per-node", int), ("cpus-per-task", int), ("mem-gb", float),
-                       ("time-min", int), ("array-parallelism", int), ("signal-delay-s", int)):
+                       ("gpus-per-node", int), ("tasks-per-node", int), ("cpus-per-task", int),
+                       ("mem-gb", float), ("time-min", int), ("array-parallelism", int),
+                       ("signal-delay-s", int)):
         s.add_argument(f"--{flag}", type=kind)
     s.add_argument("--sbatch", dest="extra", action="append", default=[], metavar="ARG",
                    help="extra sbatch option, e.g. --sbatch=--exclusive (repeatable)")
@@ -70,6 +79,48 @@ def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", help="where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)")
 
 
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("prepare", "verify"))
+    p.add_argument("name", help="dataset name (see `list datasets`)")
+    p.add_argument("--data-root", "--root", dest="data_root", help=DATA_ROOT_HELP)
+    p.add_argument("--scale", type=int, help="LR scale (default 4)")
+    p.add_argument("--split", help="prepare: default the first split; verify: default all")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all CPU cores)")
+    p.add_argument("--crop", type=int, default=480, help="prepare: sub-image size (default 480)")
+    p.add_argument("--step", type=int, default=240, help="prepare: crop step (default 240)")
+    p.add_argument("--thresh", type=int, default=0,
+                   help="prepare: add a last crop flush with the edge when more than this many "
+                        "pixels are left over (default 0)")
+    p.add_argument("--no-edges", dest="edges", action="store_false",
+                   help="prepare: skip the edge maps (train_EDGE_sub)")
+    p.add_argument("--edge-method", choices=("sobel", "canny"), default="sobel",
+                   help="prepare: edge map kind (default sobel; see data/edges.py)")
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    """Defaults live in ``robustsr_bench.bench.BenchOptions``; the help repeats them."""
+    p.add_argument("--methods", help="comma-separated methods (default esrgan,rsr,and,bapd; "
+                   "esrgan, the reference, is always timed)")
+    p.add_argument("--sizes", help="generator sizes: paper (64 ch x 23 blocks on small patches) "
+                   "and/or smoke (default paper,smoke)")
+    p.add_argument("--repeats", type=int, help="timed interleaved rounds (default 5)")
+    p.add_argument("--warmup", type=int, help="untimed rounds first (default 1)")
+    p.add_argument("--patch", type=int, help="paper size: LR patch px (default 16)")
+    p.add_argument("--batch", type=int, help="paper size: batch (default 2)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: auto)")
+    p.add_argument("--infer-lr", type=int, help="LR side for inference MP/s (default 96)")
+    p.add_argument("--infer-tile", type=int, help="tile side for tiled MP/s (default 48)")
+    p.add_argument("--loader-batches", type=int, help="batches timed per loader (default 20)")
+    p.add_argument("--dataset", help="also time this registered dataset's loader")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of every config, e.g. --set runtime.channels_last=true")
+    p.add_argument("--large", type=int, metavar="LR_SIDE", help="only tiled x4 inference of one "
+                   "LR_SIDE^2 image by the paper-size generator (time, MP/s, peak memory)")
+    p.add_argument("--tile", type=int, help="with --large: tile side (default eval.tile_size)")
+    p.add_argument("--out", default="results", help="output folder (default: results)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustsr_bench", description=(
         "Benchmark and ablation harness for robust real-world super-resolution."))
@@ -79,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list methods, ablations, profiles, suites or metrics")
     lst.add_argument("kind", choices=LIST_KINDS)
     lst.add_argument("--method", help="with `ablations`: only this method")
+    lst.add_argument("--verbose", "-v", action="store_true",
+                     help="with `datasets`: each dataset's expected folder layout")
     _report_args(sub.add_parser("report", help="tables, plots and visual comparisons from the "
                                 "run records (into results/)"))
     wts = sub.add_parser("weights", help="check or fetch the pretrained files (offline cache)")
@@ -88,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fetch: copy from DIR (flat, or laid out like $TORCH_HOME) instead of "
                           "downloading")
     wts.add_argument("--force", action="store_true", help="fetch: replace files already present")
+    _data_args(sub.add_parser("data", help="prepare (sub-images, edge maps, meta_info) or "
+                              "verify a registered dataset"))
     _sweep_args(sub.add_parser("sweep", help="launch a sweep file's runs (debug, local or slurm)"))
     _status_args(sub.add_parser("status", help="per run of a sweep: pending/running/done/failed"))
+    _bench_args(sub.add_parser("bench", help="time every method's training step relative to "
+                               "clean ESRGAN, memory, inference MP/s, loader images/s"))
     return parser
 
 
@@ -101,17 +158,25 @@ def _overrides(args: argparse.Namespace) -> dict:
         overrides["train.init"] = args.init
     if args.device:
         overrides["runtime.device"] = args.device
+    if args.data:
+        overrides["data.train"] = args.data
+    if args.data_root:
+        overrides["data.root"] = args.data_root
+    if getattr(args, "world_size", None) is not None:
+        overrides["runtime.world_size"] = args.world_size
     return overrides
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import registry, results, runner
+    from . import distributed, registry, results, runner
     from .report import run_table
 
     cfg = registry.resolve_config(args.method, args.profile, args.ablation, args.seed,
                                   _overrides(args))
     root = results.workdir(args.workdir)
-    run = runner.execute(cfg, root, force=args.force)
+    run = distributed.execute(cfg, root, force=args.force)
+    if run is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     reference = runner.execute(runner.reference_config(cfg), root)
     print(f"\nrun {run.run_id} -> {run.path}\n")
     print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
@@ -122,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from .listing import render
 
-    print(render(args.kind, args.method))
+    print(render(args.kind, args.method, args.verbose))
     return 0
 
 
@@ -159,8 +224,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0 if all(s.usable for s in statuses) else 1
 
 
-_SLURM_FLAGS = ("partition", "account", "qos", "constraint", "gpus_per_node", "cpus_per_task",
-                "mem_gb", "time_min", "array_parallelism", "signal_delay_s", "extra", "setup")
+_SLURM_FLAGS = ("partition", "account", "qos", "constraint", "gpus_per_node", "tasks_per_node",
+                "cpus_per_task", "mem_gb", "time_min", "array_parallelism", "signal_delay_s",
+                "extra", "setup")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -169,6 +235,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .results import workdir
 
     overrides = parse_overrides(args.overrides)
+    if args.data_root:
+        overrides["data.root"] = args.data_root
     return sweep_command(args.sweep, args.launcher, workdir(args.workdir), overrides, args.profile,
                          {k: getattr(args, k) for k in _SLURM_FLAGS}, args.parallel,
                          args.dry_run, args.wait)
@@ -181,8 +249,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status_command(args.sweep, workdir(args.workdir), args.wait)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "weights": cmd_weights,
-            "sweep": cmd_sweep, "status": cmd_status}
+def cmd_data(args: argparse.Namespace) -> int:
+    """``verify`` exits 1 when it found problems (all printed), like ``weights check``."""
+    from .data.prepare import data_command
+
+    return data_command(args.action, args.name, args.data_root or "", args.scale, args.split,
+                        args.workers, {"crop": args.crop, "step": args.step,
+                                       "thresh": args.thresh, "edges": args.edges,
+                                       "edge_method": args.edge_method})
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import bench_command
+    from .config import parse_overrides
+
+    return bench_command(vars(args), parse_overrides(args.overrides), Path(args.out))
+
+
+COMMANDS = {"bench": cmd_bench, "run": cmd_run, "list": cmd_list, "report": cmd_report, "weights": cmd_weights,
+            "sweep": cmd_sweep, "status": cmd_status, "data": cmd_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -128,16 +128,26 @@ class DataConfig:
     BAPD's ``train_EDGE_sub``) holds precomputed HR edge maps, matched to HR images by file stem;
     the aligned crop is added to each sample as ``edge``. Methods that need edges compute them on
     the fly when it is empty.
+
+    ``train`` may also name a registered dataset (``list datasets``: DIV2K, DF2K, BAPD,
+    ``DIV2K_sub`` after ``data prepare DIV2K``, ...), read in its published layout from
+    ``root`` (``--data-root``; empty: ``$ROBUSTSR_DATA``), split ``split`` (empty: the
+    dataset's first). ``root`` says where the data is, not what it is, so it is left out of the
+    run id.
     """
 
     train: str = "embedded"
     hr_dir: str = ""
     lr_dir: str = ""
     edge_dir: str = ""
+    root: str = ""
+    split: str = ""
 
     def __post_init__(self) -> None:
-        check(self.train in ("embedded", "folder"), "data.train", self.train,
-              "one of: embedded, folder")
+        from .data.layouts import is_registered, names  # lazy: data imports this module
+
+        check(self.train in ("embedded", "folder") or is_registered(self.train), "data.train",
+              self.train, f"one of: embedded, folder, {', '.join(names())}")
         check(self.train != "folder" or bool(self.hr_dir), "data.hr_dir", self.hr_dir,
               "a folder of HR images when data.train=folder")
 
@@ -156,6 +166,15 @@ class EvalConfig:
     pretrained files are present; otherwise the run records them as unavailable with the reason
     and the table shows them as n/a. Whether a file happens to be present is a fact of the
     machine, not of the experiment, so this list is left out of the run id too.
+
+    Tiled inference (:mod:`robustsr_bench.tiling`) bounds memory on large images: an LR image of
+    more than ``tile_budget_mp`` megapixels (default 0.25, e.g. 512x512) is restored in core
+    tiles of ``tile_size`` LR pixels (default 256; 0 = never tile) with ``tile_overlap`` (16)
+    pixels of context per side, neighbours cross-faded over ``tile_blend`` (8) pixels each side
+    of their edge. Only methods that train a feed-forward generator are tiled (test-time methods
+    such as DDSR optimise per image). Tiling changes outputs only by rounding when the network's
+    receptive field fits the overlap, and otherwise only near seams, so like the other memory
+    knobs these fields are left out of the run id (our choice).
     """
 
     suites: list[str] = field(default_factory=lambda: ["clean"])
@@ -163,17 +182,54 @@ class EvalConfig:
     images: str = "embedded"
     save_images: list[str] = field(default_factory=lambda: ["astronaut"])
     optional_metrics: list[str] = field(default_factory=list)
+    tile_size: int = 256
+    tile_overlap: int = 16
+    tile_blend: int = 8
+    tile_budget_mp: float = 0.25
+
+    def __post_init__(self) -> None:
+        check(self.tile_size >= 0, "eval.tile_size", self.tile_size, "an integer >= 0 (0 = off)")
+        check(self.tile_overlap >= 0, "eval.tile_overlap", self.tile_overlap, "an integer >= 0")
+        check(0 <= self.tile_blend <= self.tile_overlap, "eval.tile_blend", self.tile_blend,
+              "an integer in [0, eval.tile_overlap]")
+        check(self.tile_budget_mp >= 0, "eval.tile_budget_mp", self.tile_budget_mp,
+              "a number >= 0 (LR megapixels; 0 = tile every image larger than one tile)")
 
 
 @dataclass
 class RuntimeConfig:
-    """How a run executes; never changes its numbers, so it is left out of the run id."""
+    """How a run executes; never changes its numbers, so it is left out of the run id.
+
+    ``world_size``: processes (one per GPU, gloo on CPU) training the run data-parallel; the
+    global batch stays ``train.batch_size``. Same data and schedule as one process; only the
+    attack noise is drawn per rank, i.e. the run differs from the one-process run as another
+    noise draw would (``robustsr_bench.distributed``), so it is in ``runtime`` and recorded in
+    ``summary.json`` (our choice). ``dist_timeout_min``: how long a rank waits for the others
+    (rank 0 alone evaluates a baseline before its fine-tune starts on every rank).
+
+    Speed knobs, all off by default: ``bf16`` runs the training step under bfloat16 autocast on
+    CUDA (``bf16_cpu``: on CPU too, where only CPUs with native bf16 gain); ``channels_last``
+    keeps G, D and their inputs in NHWC, which cuDNN / oneDNN convolutions prefer; ``compile``
+    wraps every RRDB block of G in ``torch.compile`` (parameter names unchanged). fp32 results
+    are reproduced to rounding by ``channels_last`` and ``compile``, and to bf16 precision by
+    ``bf16`` (tests/test_attack_speed.py checks the tolerances).
+    """
 
     device: str = "auto"
     num_workers: int = 0
     log_every: int = 50
     progress: bool = True
     bf16: bool = False
+    bf16_cpu: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    world_size: int = 1
+    dist_timeout_min: float = 120.0
+
+    def __post_init__(self) -> None:
+        check(self.world_size >= 1, "runtime.world_size", self.world_size, "an integer >= 1")
+        check(self.dist_timeout_min > 0, "runtime.dist_timeout_min", self.dist_timeout_min,
+              "a number > 0")
 
 
 @dataclass
@@ -341,6 +397,11 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# Facts of the machine or pure memory knobs, not of the experiment (see EvalConfig).
+UNHASHED_EVAL = ("save_images", "optional_metrics", "tile_size", "tile_overlap", "tile_blend",
+                 "tile_budget_mp")
+
+
 def config_hash(cfg: Any) -> str:
     """Stable hash of everything that changes a run's numbers (see :func:`hash_config_dict`)."""
     return hash_config_dict(to_dict(cfg))
@@ -348,7 +409,7 @@ def config_hash(cfg: Any) -> str:
 
 def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
     """Hash of a saved or resolved config dict, without what never changes a run's numbers:
-    ``runtime``, ``data.root``, ``eval.save_images``, ``eval.optional_metrics``, and fields
+    ``runtime``, ``data.root``, the :data:`UNHASHED_EVAL` fields of ``eval``, and fields
     added since that still hold their "absent" default (so older run ids stay valid).
     ``evaluation=False`` drops the whole ``eval`` section: the hash of how a model was trained,
     which the report uses to tell a current record from a stale one.
@@ -358,8 +419,8 @@ def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
     data.get("data", {}).pop("root", None)
     if not data.get("data", {}).get("split", True):
         data["data"].pop("split")
-    data.get("eval", {}).pop("save_images", None)
-    data.get("eval", {}).pop("optional_metrics", None)
+    for key in UNHASHED_EVAL:
+        data.get("eval", {}).pop(key, None)
     if not evaluation:
         data.pop("eval", None)
     blob = json.dumps(data, sort_keys=True, default=str).encode()

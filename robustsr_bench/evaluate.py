@@ -1,6 +1,7 @@
 """Evaluation: every suite's LR through ``method.restore``, metrics per image, one tidy frame.
 
 SR outputs are quantised to 8 bits before measuring, because the literature measures saved PNGs.
+Images larger than ``eval.tile_budget_mp`` are restored tile by tile (:func:`restore_image`).
 Each image also records ``seconds`` (restore wall time), which matters for test-time methods, and
 ``kernel_psnr`` where the suite knows the true blur kernel and the method estimated one of the same
 size (:meth:`Method.estimated_kernel`). The SR outputs of the images named in
@@ -15,23 +16,36 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from methods.base import Method
 from .data import embedded
 from .data.blur_kernels import kernel_psnr
-from .data.datasets import list_images
 from .data.io import quantize, save_image, to_numpy, to_tensor
+from .data.layouts import image_folder_or_dataset
 from .data.suites import load_suite
 from .metrics import MetricPlan, plan_metrics
 from .results import METRIC_COLUMNS
+from .tiling import needs_tiling, tiled_restore
 
 
 def eval_images(cfg: Any) -> list[Path]:
     """Held-out images of the config: the embedded split, or a folder of HR images."""
     if cfg.eval.images == "embedded":
         return embedded.held_out_paths()
-    return list_images(cfg.eval.images)
+    return image_folder_or_dataset(cfg.eval.images, cfg.data.root, cfg.scale)
+
+
+def restore_image(method: Method, lr: Tensor, net: nn.Module | None, cfg: Any) -> Tensor:
+    """``method.restore(lr)``, tiled (:mod:`robustsr_bench.tiling`) when the LR image exceeds
+    ``eval.tile_budget_mp``; only feed-forward generators are tiled (``method.trains``)."""
+    e = cfg.eval
+    h, w = lr.shape[-2:]
+    if not (method.trains and net is not None
+            and needs_tiling(h, w, e.tile_size, e.tile_budget_mp)):
+        return method.restore(lr, net, cfg)
+    return tiled_restore(lambda tile: method.restore(tile, net, cfg), lr, cfg.scale, e.tile_size,
+                         e.tile_overlap, e.tile_blend, multiple=getattr(net, "unshuffle", 1))
 
 
 def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root: Path,
@@ -50,9 +64,9 @@ def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root:
         net.eval()
     rows = []
     for suite in cfg.eval.suites:
-        for item in load_suite(suite, cfg.scale, images, root):
+        for item in load_suite(suite, cfg.scale, images, root, cfg.data.root):
             start = time.perf_counter()
-            sr = method.restore(to_tensor(item.lr).to(device), net, cfg)
+            sr = restore_image(method, to_tensor(item.lr).to(device), net, cfg)
             seconds = time.perf_counter() - start
             sr_img = to_numpy(quantize(sr.detach().float().cpu()))
             if item.name in cfg.eval.save_images:

@@ -23,7 +23,11 @@ log path) and ``submitit/`` (job scripts and logs). ``status`` combines these wi
 and, for Slurm, the scheduler's own state (``sacct``), so a job killed without a chance to write
 anything (out of memory, time-out without requeue) still shows as failed.
 
-Not implemented: multi-GPU (DDP) training of one run; every job trains on one device.
+Multi-GPU: a job has one Slurm task per GPU (``tasks_per_node`` defaults to ``gpus_per_node``)
+and the tasks train the run data-parallel, joining one process group through submitit's job
+environment (see ``robustsr_bench.distributed``); only task 0 writes the sweep's markers and the
+run's record. ``runtime.world_size`` in a sweep's ``set`` spawns that many processes inside a
+``debug``/``local`` job instead.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import submitit
 
-from . import registry, runner
+from . import distributed, registry, runner
 from .errors import ConfigError, UserError
 from .results import RunDir, atomic_write_text, safe_name
 from .sweeps import RunSpec
@@ -63,7 +67,9 @@ class SlurmOptions:
     """Slurm settings: sweep file ``slurm:`` section, then CLI flags (later wins).
 
     ``time_min`` is per job; ``signal_delay_s`` is how long before the limit Slurm sends USR2 (the
-    requeue signal), so it must leave room to requeue. ``extra`` are sbatch options as
+    requeue signal), so it must leave room to requeue. ``tasks_per_node`` (default
+    ``gpus_per_node``, at least 1): processes per job, which train the run data-parallel (one
+    per GPU; set it alone for CPU processes). ``extra`` are sbatch options as
     ``--key=value`` or ``--flag``; ``setup`` are shell lines run before the job
     (``module load cuda``, ``source ~/venv/bin/activate``).
     """
@@ -73,6 +79,7 @@ class SlurmOptions:
     qos: str | None = None
     constraint: str | None = None
     gpus_per_node: int = 0
+    tasks_per_node: int | None = None
     cpus_per_task: int = 4
     mem_gb: float | None = None
     time_min: int = 240
@@ -88,6 +95,9 @@ class SlurmOptions:
                 raise ConfigError(f"slurm.{name}={getattr(self, name)} is invalid; expected >= 1")
         if self.gpus_per_node < 0 or self.max_timeouts < 0:
             raise ConfigError("slurm.gpus_per_node and slurm.max_timeouts must be >= 0")
+        if self.tasks_per_node is not None and self.tasks_per_node < 1:
+            raise ConfigError(f"slurm.tasks_per_node={self.tasks_per_node} is invalid; "
+                              f"expected >= 1")
         if not 0 < self.signal_delay_s < self.time_min * 60:
             raise ConfigError(f"slurm.signal_delay_s={self.signal_delay_s} is invalid; expected "
                               f"0 < signal_delay_s < time_min * 60 = {self.time_min * 60}")
@@ -115,10 +125,15 @@ class SlurmOptions:
             out[key.replace("-", "_")] = value if sep else True
         return out
 
+    @property
+    def tasks(self) -> int:
+        """Processes per job: one per GPU (data-parallel training), unless set."""
+        return self.tasks_per_node or max(1, self.gpus_per_node)
+
     def executor_parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "timeout_min": self.time_min, "cpus_per_task": self.cpus_per_task,
-            "tasks_per_node": 1, "nodes": 1, "slurm_array_parallelism": self.array_parallelism,
+            "tasks_per_node": self.tasks, "nodes": 1, "slurm_array_parallelism": self.array_parallelism,
             "slurm_signal_delay_s": self.signal_delay_s, "slurm_setup": list(self.setup)}
         optional = {"slurm_partition": self.partition, "slurm_account": self.account,
                     "slurm_qos": self.qos, "slurm_constraint": self.constraint,
@@ -251,15 +266,27 @@ class RunJob(submitit.helpers.Checkpointable):
         state = SweepState(Path(self.root), self.sweep)
         rid = self.spec.run_id
         run_log = _run_dir(Path(self.root), rid).path / "train.log"
-        state.mark(rid, state="running", log=_job_log(run_log), pid=os.getpid())
+        main = _task_rank() == 0  # a multi-task (multi-GPU) job: task 0 speaks for the job
+        if main:
+            state.mark(rid, state="running", log=_job_log(run_log), pid=os.getpid())
         try:
-            runner.execute(self.spec.config(), Path(self.root))
+            distributed.execute(self.spec.config(), Path(self.root))
         except Exception as exc:  # SystemExit (preemption requeue) is not a failure
-            state.mark(rid, state="failed", error=f"{type(exc).__name__}: {exc}",
-                       log=_job_log(run_log))
+            if main:
+                state.mark(rid, state="failed", error=f"{type(exc).__name__}: {exc}",
+                           log=_job_log(run_log))
             raise
-        state.clear_marker(rid)
+        if main:
+            state.clear_marker(rid)
         return rid
+
+
+def _task_rank() -> int:
+    """This task's global rank in its Slurm job (0 outside a multi-task job)."""
+    try:
+        return submitit.JobEnvironment().global_rank
+    except Exception:  # noqa: BLE001 - not inside a submitit job
+        return int(os.environ.get("RANK", "0"))
 
 
 # ---------------------------------------------------------------------------------------------

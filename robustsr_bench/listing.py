@@ -37,7 +37,26 @@ def _metrics() -> list[tuple[str, str]]:
     return rows
 
 
-def render(kind: str, method: str | None = None) -> str:
+def _datasets(verbose: bool) -> str:
+    """One line per registered dataset; ``verbose`` adds its folder tree under the data root."""
+    from .data.layouts import DATA_ENV, LAYOUTS
+
+    rows = [(spec.name, ",".join(spec.splits), ",".join(map(str, spec.scales)) or "any",
+             "yes" if spec.has_reference else "no", spec.description)
+            for spec in LAYOUTS.values()]
+    table = tabulate(rows, headers=["dataset", "splits", "scales", "HR", "description"],
+                     tablefmt="plain")
+    if not verbose:
+        return table
+    trees = [f"{spec.name}:\n" + "\n".join(f"  <root>/{line}" for line in spec.tree.splitlines())
+             for spec in LAYOUTS.values()]
+    return "\n\n".join([table, f"<root> is --data-root or ${DATA_ENV}; `data prepare NAME` "
+                         f"writes NAME_sub/ (BAPD layout), usable as a dataset name", *trees])
+
+
+def render(kind: str, method: str | None = None, verbose: bool = False) -> str:
+    if kind == "datasets":
+        return _datasets(verbose)
     rows = {"methods": _methods, "profiles": lambda: _named("profiles"),
             "suites": lambda: _named("suites"), "metrics": _metrics,
             "ablations": lambda: _ablations(method)}[kind]()

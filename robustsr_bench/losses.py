@@ -20,17 +20,32 @@ from torch import Tensor, nn
 
 
 class PerceptualLoss(nn.Module):
-    """``weight * L1(extractor(sr), extractor(hr))``; HR features carry no gradient."""
+    """``weight * L1(extractor(sr), extractor(hr))``; HR features carry no gradient.
+
+    Within a training step every attack iteration and the G step compare against the same HR
+    batch, so the HR features are computed once and reused while ``hr`` is the same, unmodified
+    tensor (same object, same version counter) under the same autocast state: the values are
+    exactly those a fresh computation gives, and RSR / BAPD save one VGG19 pass per reuse.
+    """
 
     def __init__(self, extractor: nn.Module, weight: float = 1.0):
         super().__init__()
         self.extractor = extractor
         self.weight = weight
+        self._cached: tuple[Tensor, tuple, Tensor] | None = None
+
+    def target(self, hr: Tensor) -> Tensor:
+        """``extractor(hr)`` without gradient, cached for the last ``hr`` (see the class)."""
+        key = (hr._version, torch.is_autocast_enabled(hr.device.type))
+        if self._cached is not None and self._cached[0] is hr and self._cached[1] == key:
+            return self._cached[2]
+        with torch.no_grad():
+            features = self.extractor(hr)
+        self._cached = (hr, key, features)  # holding hr keeps its memory from being reused
+        return features
 
     def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
-        with torch.no_grad():
-            target = self.extractor(hr)
-        return self.weight * F.l1_loss(self.extractor(sr), target)
+        return self.weight * F.l1_loss(self.extractor(sr), self.target(hr))
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:

@@ -791,6 +791,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 TEXT_SUFFIXES = (".md", ".csv", ".tex")
+OTHER_OUTPUTS = ("bench.md",)  # written into results/ by `bench`, not by `report`
 
 
 def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
@@ -803,7 +804,7 @@ def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
         names = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
                  if p.suffix in TEXT_SUFFIXES}
         names |= {p.relative_to(out).as_posix() for p in Path(out).rglob("*")
-                  if p.suffix in TEXT_SUFFIXES}
+                  if p.suffix in TEXT_SUFFIXES} - set(OTHER_OUTPUTS)
         return sorted(n for n in names if _read(fresh / n) != _read(Path(out) / n))
 
 

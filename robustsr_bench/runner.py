@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from methods.base import Method
-from . import __version__, registry, weights
+from . import __version__, distributed, registry, weights
 from .config import config_hash, flatten, to_dict
+from .data.provenance import eval_data, train_data, trained_on
 from .errors import ConfigError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
@@ -48,7 +49,7 @@ def init_method(init: str) -> str | None:
 
 def reference_config(cfg: Any) -> Any:
     """The bicubic row evaluated on exactly the same suites as ``cfg``."""
-    shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"]}
+    shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"], "data.root": cfg.data.root}
     return registry.resolve_config("bicubic", cfg.profile, "", cfg.seed, flatten(shared))
 
 
@@ -111,10 +112,13 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         registry.suite(suite)
     paths = weights.require(needed_weights(cfg, method))
     init_g, init_from = initial_generator(cfg, method, root)
-    if force and run.path.exists():
+    group = distributed.current()  # several ranks train; rank 0 alone writes and evaluates
+    if force and run.path.exists() and group.is_main:
         shutil.rmtree(run.path)
-    with run_logging(run):
-        run.write_config(cfg)
+    group.barrier()
+    with run_logging(run) if group.is_main else nullcontext():
+        if group.is_main:
+            run.write_config(cfg)
         log.info("run %s: method=%s ablation=%s profile=%s seed=%d init=%s", run.run_id,
                  cfg.method, cfg.ablation or "-", cfg.profile, cfg.seed, init_from)
         device = select_device(cfg.runtime.device)
@@ -122,23 +126,25 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         net = None
         if method.trains:
             net = Trainer(cfg, method, run, init_g, paths.get("vgg19")).fit()
+        if not group.is_main:
+            return run
         t1 = time.perf_counter()
         plan = plan_metrics(cfg.eval.metrics, cfg.eval.optional_metrics, device)
         frame = evaluate(cfg, method, net, run.run_id, root, device, plan)
         run.write_metrics(frame)
         summary = _summary(cfg, method, run, init_from, t1 - t0, time.perf_counter() - t1, frame)
-        run.write_summary({**summary, "unavailable_metrics": plan.unavailable})
+        run.write_summary({**summary, "unavailable_metrics": plan.unavailable,
+                           "world_size": group.world_size})
     return run
 
 
 def _summary(cfg: Any, method: Method, run: RunDir, init_from: str, train_s: float,
              eval_s: float, frame: Any) -> dict[str, Any]:
-    trained_on = "none" if not method.trains else (
-        "embedded" if cfg.data.train == "embedded" else cfg.data.hr_dir)
     return {"status": "done", "run_id": run.run_id, "method": cfg.method,
             "ablation": cfg.ablation, "profile": cfg.profile, "seed": cfg.seed,
             "config_hash": config_hash(cfg), "version": __version__, "init": init_from,
-            "trained_on": trained_on, "suites": list(cfg.eval.suites),
+            "trained_on": trained_on(cfg, method.trains), "suites": list(cfg.eval.suites),
+            "train_data": train_data(cfg, method.trains), "eval_data": eval_data(cfg, frame),
             "train_seconds": round(train_s, 3), "eval_seconds": round(eval_s, 3),
             "device": str(select_device(cfg.runtime.device)), "torch": torch.__version__,
             "means": summarize(frame)}

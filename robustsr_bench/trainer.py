@@ -8,6 +8,11 @@ of that.
 Resume is bit-identical on CPU: every step reseeds torch from ``(seed, step)`` and the data
 stream is a pure function of the sample index (see ``data.datasets``), so a run killed after step
 ``k`` and resumed from its checkpoint computes the same steps ``k+1..`` as one never killed.
+
+Data-parallel (``runtime.world_size`` > 1, torchrun, multi-task Slurm jobs; see
+``distributed``): each rank trains on its slice of the global batch, every optimiser steps
+through :meth:`Trainer._step` (gradients averaged over ranks first), BatchNorm statistics are
+averaged after each step, and rank 0 alone logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from methods.base import Batch, Method, Modules, TrainContext
-from . import __version__
-from .config import config_hash, flatten, to_dict
+from . import __version__, distributed, speed
+from .config import UNHASHED_EVAL, config_hash, flatten, to_dict
 from .data.datasets import make_train_loader
 from .errors import UserError
 from .losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
@@ -147,7 +152,7 @@ def config_differences(saved: dict[str, Any] | None, cfg: Any, limit: int = 3) -
     if not isinstance(saved, dict):
         return ""
     old, new = flatten(saved), flatten(to_dict(cfg))
-    skip = ("runtime.", "eval.save_images", "eval.optional_metrics")  # not in the hash
+    skip = ("runtime.", *(f"eval.{k}" for k in UNHASHED_EVAL))  # not in the hash
     keys = [k for k in sorted(set(old) | set(new))
             if not k.startswith(skip) and old.get(k, "<absent>") != new.get(k, "<absent>")]
     shown = "; ".join(f"{k}: {old.get(k, '<absent>')!r} in the checkpoint, "
@@ -162,7 +167,9 @@ class Trainer:
     def __init__(self, cfg: Any, method: Method, run: RunDir, init_g: dict[str, Tensor] | None,
                  vgg_path: Path | None):
         self.cfg, self.method, self.run = cfg, method, run
-        self.device = select_device(cfg.runtime.device)
+        self.group = distributed.current()
+        distributed.local_batch(cfg.train.batch_size, self.group.world_size)
+        self.device = distributed.device_for(select_device(cfg.runtime.device), self.group)
         torch.manual_seed(cfg.seed)
         g = method.build_generator(cfg)
         if init_g is not None:
@@ -171,15 +178,21 @@ class Trainer:
         d = VGGStyleDiscriminator(3, cfg.disc.num_feat, cfg.train.patch_size) if gan else None
         self.modules = Modules(g.to(self.device), d.to(self.device) if d else None,
                                method.build_aux(cfg, self.device))
+        self.group.broadcast([self.modules.g, self.modules.d, *self.modules.aux.values()])
         self.g_ema = copy.deepcopy(self.modules.g).eval()
         set_requires_grad(self.g_ema, False)
         self.perceptual = self._perceptual(vgg_path)
+        speed.prepare(self.modules, cfg.runtime, self.g_ema, self.perceptual)
         self.opt_g = self._adam(self.modules.g)
         self.opt_d = self._adam(d) if d is not None else None
         self.sched_g = self._sched(self.opt_g)
         self.sched_d = self._sched(self.opt_d) if self.opt_d else None
         self.ckpt = Checkpoints(run, cfg.train.keep_ckpts)
         self.hash = config_hash(cfg)
+        if self.group.active:
+            log.info("data-parallel: %d processes x %d samples (global batch %d) on %s",
+                     self.group.world_size, cfg.train.batch_size // self.group.world_size,
+                     cfg.train.batch_size, self.device.type)
 
     def _perceptual(self, vgg_path: Path | None) -> PerceptualLoss | None:
         if vgg_path is None:
@@ -222,11 +235,18 @@ class Trainer:
         return TrainContext(self.cfg, step, self.content_loss, self.perceptual is not None)
 
     def _autocast(self) -> Any:
-        on = self.cfg.runtime.bf16 and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
+        return speed.autocast(self.cfg.runtime, self.device)
+
+    def _step(self, optimizer: torch.optim.Optimizer, clip: nn.Module | None = None) -> None:
+        """Every optimiser steps here: gradients averaged over ranks (a no-op in one process),
+        then clipped (``train.grad_clip``, on ``clip``'s parameters), then the step."""
+        self.group.average_gradients(optimizer)
+        if clip is not None and self.cfg.train.grad_clip:
+            nn.utils.clip_grad_norm_(clip.parameters(), self.cfg.train.grad_clip)
+        optimizer.step()
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
-        torch.manual_seed(step_seed(self.cfg.seed, step))
+        torch.manual_seed(distributed.rank_seed(step_seed(self.cfg.seed, step), self.group.rank))
         ctx, m = self._context(step), self.modules
         set_requires_grad(m.d, False)
         with self._autocast():
@@ -235,19 +255,19 @@ class Trainer:
             losses = self.shared_losses(out.sr, batch.gt)
             losses.update(self.method.extra_losses(batch, out, m, ctx))
         total = sum(losses.values())
-        self._check_finite(losses, step)
+        reported = self.group.mean(losses)
+        self._check_finite(reported, step)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
-        if self.cfg.train.grad_clip:
-            nn.utils.clip_grad_norm_(m.g.parameters(), self.cfg.train.grad_clip)
-        self.opt_g.step()
+        self._step(self.opt_g, clip=m.g)
         if m.d is not None:
-            losses["l_d"] = self._d_step(batch.gt, out.sr.detach())
+            reported.update(self.group.mean({"l_d": self._d_step(batch.gt, out.sr.detach())}))
+        self.group.average_buffers([m.g, m.d])
         self.sched_g.step()
         if self.sched_d:
             self.sched_d.step()
         self._update_ema()
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return {k: float(v.detach()) for k, v in reported.items()}
 
     def _d_step(self, gt: Tensor, fake: Tensor) -> Tensor:
         d = self.modules.d
@@ -256,7 +276,7 @@ class Trainer:
         with self._autocast():
             loss = ragan_discriminator_loss(d(gt), d(fake))
         loss.backward()
-        self.opt_d.step()
+        self._step(self.opt_d)
         return loss.detach()
 
     @torch.no_grad()
@@ -279,6 +299,11 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def save(self, step: int) -> None:
+        """Rank 0 writes the checkpoint; every rank first checks its weights equal rank 0's."""
+        self.group.check_in_sync({"net_g": self.modules.g, "net_g_ema": self.g_ema,
+                                  "net_d": self.modules.d})
+        if not self.group.is_main:
+            return
         meta = {"config_hash": self.hash, "version": __version__, "step": step}
         state = {"step": step, "opt_g": self.opt_g.state_dict(),
                  "sched_g": self.sched_g.state_dict(), "config": to_dict(self.cfg), **meta}
@@ -321,19 +346,22 @@ class Trainer:
             self._loop(start, iters, on_step)
         elif not self.ckpt.steps():
             self.save(start)
+        self.group.barrier()  # the final checkpoint exists for every rank (a fine-tune loads it)
         return self.g_ema
 
     def _loop(self, start: int, iters: int, on_step: Callable[[int], None] | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
-        writer = SummaryWriter(str(self.run.path / "tb"), purge_step=start)
+        main = self.group.is_main  # only rank 0 logs
+        writer = SummaryWriter(str(self.run.path / "tb"), purge_step=start) if main else None
         bar = tqdm(total=iters, initial=start, desc=self.run.run_id, unit="it",
-                   disable=not self.cfg.runtime.progress, dynamic_ncols=True)
+                   disable=not (self.cfg.runtime.progress and main), dynamic_ncols=True)
         self.modules.g.train()
         t0 = time.perf_counter()
         try:
-            for step, raw in enumerate(make_train_loader(self.cfg, start), start=start):
+            loader = make_train_loader(self.cfg, start, self.group.rank, self.group.world_size)
+            for step, raw in enumerate(loader, start=start):
                 batch = Batch(raw["lq"], raw["gt"], {k: v for k, v in raw.items()
                                                      if k not in ("lq", "gt")}).to(self.device)
                 losses = self.train_step(batch, step)
@@ -345,12 +373,13 @@ class Trainer:
                     on_step(done)
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     def _log(self, done: int, losses: dict[str, float], writer: Any, bar: Any, t0: float,
              start: int) -> None:
         bar.update(1)
-        if done % self.cfg.runtime.log_every and done != self.cfg.train.iters:
+        if writer is None or (done % self.cfg.runtime.log_every and done != self.cfg.train.iters):
             return
         for name, value in losses.items():
             writer.add_scalar(f"train/{name}", value, done)

@@ -181,3 +181,17 @@ def test_sixteen_runs_finishing_together_leave_sixteen_intact_records(cluster, t
         assert json.loads((run / "summary.json").read_text())["status"] == "done"
         assert not list(run.rglob("*.tmp"))
     assert report.load_records(isolated, include_stale=True).frame["run_id"].nunique() == 16
+
+
+def test_two_task_job_trains_one_run_data_parallel(cluster, tmp_path, isolated):
+    """``--tasks-per-node 2`` (on GPUs: ``--gpus-per-node 2``): both tasks join one gloo group
+    through submitit's job environment; task 0 alone writes the record."""
+    path = sweep_file(tmp_path, seeds=[0], **{"train.batch_size": 4})
+    assert cli.main(["sweep", str(path), *SLURM_ARGS, "--tasks-per-node", "2"]) == 0
+    (status,) = wait_done(isolated)
+    assert status.state == "done", status
+    run = isolated / "runs" / status.run_id
+    assert json.loads((run / "summary.json").read_text())["world_size"] == 2
+    assert (run / "train.log").read_text().count("run esrgan-") == 1
+    scripts = list((isolated / "sweeps" / "slurmy" / "submitit").rglob("*submission.sh"))
+    assert "--ntasks-per-node=2" in scripts[0].read_text()

@@ -39,7 +39,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Pair:
-    hr: Path
+    hr: Path | None  # None: a no-reference photo (DPED, face crops), evaluation only
     lr: Path | None = None
     edge: Path | None = None  # precomputed HR edge map (BAPD's train_EDGE_sub)
 
@@ -64,6 +64,15 @@ def with_edges(pairs: Sequence[Pair], edge_dir: str | Path) -> list[Pair]:
             raise DataError(f"{pair.hr}: no edge map with stem '{pair.hr.stem}' in {edge_dir}")
         out.append(Pair(pair.hr, pair.lr, edge_by_stem[pair.hr.stem]))
     return out
+
+
+def size_problem(pair: Pair, hr_shape: Sequence[int], lr_shape: Sequence[int],
+                 scale: int) -> str | None:
+    """The one-line complaint when LR x ``scale`` is not the HR size (shapes are HxW...)."""
+    (h, w), (lh, lw) = hr_shape[:2], lr_shape[:2]
+    if lh * scale == h and lw * scale == w:
+        return None
+    return f"{pair.lr}: LR is {lw}x{lh} but HR {pair.hr} is {w}x{h}; expected LR x {scale} == HR"
 
 
 def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -145,31 +154,43 @@ class PatchDataset(Dataset):
         if lr is None:
             y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
             return hr[y:y + p, x:x + p], None, (y, x)
-        if lr.shape[0] * s != h or lr.shape[1] * s != w:
-            raise DataError(f"{pair.lr}: LR is {lr.shape[1]}x{lr.shape[0]} but HR {pair.hr} is "
-                            f"{w}x{h}; expected LR x {s} == HR")
+        problem = size_problem(pair, hr.shape, lr.shape, s)
+        if problem:
+            raise DataError(problem)
         q = p // s
         y, x = int(rng.integers(lr.shape[0] - q + 1)), int(rng.integers(lr.shape[1] - q + 1))
         return hr[y * s:(y + q) * s, x * s:(x + q) * s], lr[y:y + q, x:x + q], (y * s, x * s)
 
 
 class StepSampler(Sampler[int]):
-    """Sample indices ``start*batch .. iters*batch``: step ``t`` always sees the same samples."""
+    """Sample indices ``start*batch .. iters*batch``: step ``t`` always sees the same samples.
 
-    def __init__(self, start_step: int, iters: int, batch_size: int):
-        self.start, self.stop = start_step * batch_size, iters * batch_size
+    With ``world_size`` ranks, rank ``r`` takes its slice ``t*batch + r*b .. t*batch + (r+1)*b``
+    (``b = batch / world_size``) of step ``t``'s global batch, so the ranks together see exactly
+    the samples of the one-process run.
+    """
+
+    def __init__(self, start_step: int, iters: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1):
+        self.start, self.stop, self.batch = start_step, iters, batch_size
+        self.local = batch_size // world_size
+        self.offset = rank * self.local
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.start, self.stop))
+        for step in range(self.start, self.stop):
+            first = step * self.batch + self.offset
+            yield from range(first, first + self.local)
 
     def __len__(self) -> int:
-        return max(0, self.stop - self.start)
+        return max(0, self.stop - self.start) * self.local
 
 
 def train_pairs(cfg: Any) -> list[Pair]:
-    """The training images a config names."""
+    """The training images a config names: embedded, a folder, or a registered dataset."""
     if cfg.data.train == "embedded":
         pairs = [Pair(p) for p in embedded.train_paths()]
+    elif cfg.data.train != "folder":
+        pairs = registered_train_pairs(cfg.data.train, cfg.data.root, cfg.scale, cfg.data.split)
     elif cfg.data.lr_dir:
         pairs = paired(cfg.data.hr_dir, cfg.data.lr_dir)
     else:
@@ -177,12 +198,39 @@ def train_pairs(cfg: Any) -> list[Pair]:
     return with_edges(pairs, cfg.data.edge_dir) if cfg.data.edge_dir else pairs
 
 
-def make_train_loader(cfg: Any, start_step: int) -> DataLoader:
+def registered_train_pairs(name: str, root: str, scale: int, split: str) -> list[Pair]:
+    """A registered dataset's pairs under ``root`` (or ``$ROBUSTSR_DATA``); one with no HR
+    images cannot be trained on."""
+    from .layouts import data_root, discover, layout
+
+    if not layout(name).has_reference:
+        raise DataError(f"data.train={name} has no HR images (a no-reference set); train on a "
+                        f"dataset with references, see `list datasets`")
+    return discover(name, data_root(root), scale, split or None)
+
+
+def make_train_loader(cfg: Any, start_step: int, rank: int = 0,
+                      world_size: int = 1) -> DataLoader:
+    """Batches of steps ``start_step..`` (this rank's share of each global batch)."""
     pairs = train_pairs(cfg)
     dataset = PatchDataset(pairs, cfg.train.patch_size, cfg.scale, cfg.seed,
                            augment=cfg.train.augment, preload=cfg.data.train == "embedded")
-    sampler = StepSampler(start_step, cfg.train.iters, cfg.train.batch_size)
+    sampler = StepSampler(start_step, cfg.train.iters, cfg.train.batch_size, rank, world_size)
     workers = cfg.runtime.num_workers
-    return DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler,
+    return DataLoader(dataset, batch_size=sampler.local, sampler=sampler,
                       num_workers=workers, persistent_workers=False, drop_last=True,
                       pin_memory=torch.cuda.is_available())
+
+
+def dataset_loader(name: str, root: str = "", split: str = "train", overrides: Any = None,
+                   start_step: int = 0) -> DataLoader:
+    """The training loader a run on registered dataset ``name`` would use (for ``bench``).
+
+    ``overrides`` is a ``{dotted.key: value}`` dict on top of the smoke ESRGAN config, e.g.
+    ``{"scale": 4, "train.batch_size": 16, "train.patch_size": 128, "runtime.num_workers": 8}``.
+    """
+    from .. import registry
+
+    cfg = registry.resolve_config("esrgan", "smoke", overrides={
+        "data.train": name, "data.root": root, "data.split": split, **(overrides or {})})
+    return make_train_loader(cfg, start_step)

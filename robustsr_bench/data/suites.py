@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import registry
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..results import atomic_write_text
 from .degradations import apply_ops, mod_crop, realesrgan_ops
 from .io import load_image, save_image, to_tensor
@@ -91,10 +91,17 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_suite(name: str, scale: int, images: Sequence[Path], root: Path) -> list[EvalImage]:
+def load_suite(name: str, scale: int, images: Sequence[Path], root: Path,
+               data_root: str = "") -> list[EvalImage]:
     """The suite's (LR, HR) pairs, generated on first use; a suite with ``lr_dir: PATH`` is a
-    no-reference set (real LR photos, no HR), which gets no-reference metrics only."""
-    lr_dir = registry.suite(name).get("lr_dir")
+    no-reference set (real LR photos, no HR), which gets no-reference metrics only; one with
+    ``dataset: NAME`` (and ``split:``) is a registered dataset's own pairs under ``data_root``
+    (``--data-root``, else ``$ROBUSTSR_DATA``), e.g. RealSR Canon x4 test."""
+    spec = registry.suite(name)
+    if spec.get("dataset"):
+        return dataset_images(str(spec["dataset"]), str(spec.get("split") or ""), scale,
+                              data_root)
+    lr_dir = spec.get("lr_dir")
     if lr_dir:
         from .datasets import list_images
 
@@ -107,6 +114,27 @@ def load_suite(name: str, scale: int, images: Sequence[Path], root: Path) -> lis
     return [EvalImage(stem, load_image(out / "lr" / f"{stem}.png"),
                       load_image(out / "hr" / f"{stem}.png"), _true_kernel(out, stem))
             for stem in stems]
+
+
+def dataset_images(dataset: str, split: str, scale: int, data_root: str) -> list[EvalImage]:
+    """A registered dataset's real LR images with their HR (None for no-reference sets); each
+    LR x ``scale`` == HR is checked at load time, naming the file."""
+    from .datasets import size_problem
+    from .layouts import data_root as resolve_root
+    from .layouts import discover
+
+    out = []
+    for pair in discover(dataset, resolve_root(data_root), scale, split or None):
+        if pair.lr is None:
+            raise DataError(f"dataset {dataset} has no LR images to evaluate on; name it in "
+                            f"eval.images instead, to degrade its HR images with each suite")
+        lr = load_image(pair.lr)
+        hr = load_image(pair.hr, min_size=min_eval_side(scale)) if pair.hr else None
+        problem = size_problem(pair, hr.shape, lr.shape, scale) if hr is not None else None
+        if problem:
+            raise DataError(problem)
+        out.append(EvalImage((pair.hr or pair.lr).stem, lr, hr, None))
+    return out
 
 
 def _true_kernel(out: Path, stem: str) -> np.ndarray | None:

@@ -1,0 +1,545 @@
+"""``bench``: what robustness costs, measured in one process on this machine.
+
+For each generator size (``paper``: the papers' 64-channel 23-block RRDBNet on small patches so
+it fits a CPU; ``smoke``: the smoke profile as it trains) every method's trainer is built with its
+default settings and one full training step (attack + G step + D step + EMA) is timed. Methods
+are *interleaved* round-robin and repeated after a warm-up, so drifting machine load hits all of
+them alike; the table gives the median and interquartile range, and each method's step relative
+to the clean ESRGAN step of the same round (median and IQR over rounds). It also measures the
+peak memory of a step, inference megapixels/s (untiled and tiled) and data-loader images/s, and
+writes ``<out>/bench.md`` plus ``<out>/bench.json`` with the machine (CPU/GPU model, torch
+version, threads, load average).
+
+Our choices:
+
+* inputs are random patches (``gt`` uniform, ``lq`` its box-filtered downsample): a step's cost
+  does not depend on the pixel values;
+* where a profile's objective needs VGG19 and its weights are not in the cache, the perceptual
+  loss uses a randomly initialised VGG19 (same cost; numbers are never reported from it);
+* the reference is the clean ESRGAN step of the same size with the profile's objective; a method
+  whose default objective differs (ANDNet trains with L1 alone while the paper profile's ESRGAN
+  is a GAN) is also compared with ESRGAN under its own objective (``esrgan[psnr]``), so the
+  table shows both "versus the baseline you would train" and "versus the same objective";
+* peak memory is measured in a separate pass after all timings, one step per method: on CPU the
+  largest growth of the resident set, sampled every millisecond, over the step, with glibc made
+  to return freed memory at once (a process-wide peak cannot separate methods, and memory that
+  earlier steps freed would otherwise absorb the growth); on CUDA
+  ``torch.cuda.max_memory_allocated`` over the step. Both leave out the weights, optimiser
+  state and EMA, which exist before the step;
+* the tiled inference rate uses ``--infer-tile`` tiles with evaluation's overlap and blend, so
+  on a small image it mostly shows the cost of the overlap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import Batch
+
+from . import registry, weights
+from .config import schema_for
+from .data.datasets import dataset_loader, make_train_loader
+from .errors import ConfigError
+from .losses import PerceptualLoss
+from .nets.vgg import VGGFeatureExtractor
+from .results import RunDir, atomic_path
+from .runner import needed_weights
+from .speed import to_channels_last
+from .tiling import tiled_restore
+from .trainer import Trainer, select_device
+
+log = logging.getLogger("robustsr_bench")
+SIZES = ("paper", "smoke")
+DEFAULT_METHODS = ("esrgan", "rsr", "and", "bapd")
+
+
+@dataclass
+class BenchOptions:
+    """What ``bench`` measures (CLI flags of the same names).
+
+    ``patch`` / ``batch``: LR patch side and batch of the ``paper`` size (default 16 px, 2: a
+    paper-size step then takes about a second on a 2-core CPU); the ``smoke`` size keeps its
+    profile's patch and batch. ``infer_lr``: LR side of the inference image; ``infer_tile``:
+    tile side for the tiled measurement. ``loader_batches``: batches timed per loader.
+    ``dataset`` / ``data_root``: also time the loader of a registered (prepared) dataset.
+    ``overrides``: ``--set`` fields applied to every run config (e.g. runtime.channels_last).
+    """
+
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    sizes: list[str] = field(default_factory=lambda: list(SIZES))
+    repeats: int = 5
+    warmup: int = 1
+    patch: int = 16
+    batch: int = 2
+    device: str = "auto"
+    infer_lr: int = 96
+    infer_tile: int = 48
+    loader_batches: int = 20
+    dataset: str = ""
+    data_root: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sizes if s not in SIZES]
+        if unknown:
+            raise ConfigError(f"--sizes {','.join(unknown)} is invalid; expected some of: "
+                              f"{', '.join(SIZES)}")
+        for name in ("repeats", "patch", "batch", "infer_lr", "infer_tile", "loader_batches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')}={getattr(self, name)} is invalid; "
+                                  f"expected an integer >= 1")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup={self.warmup} is invalid; expected an integer >= 0")
+
+
+@dataclass
+class Variant:
+    """One timed trainer: ``label`` in the table, the run config and its reference label."""
+
+    label: str
+    cfg: Any
+    reference: str
+
+
+# -- machine ---------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """What the numbers depend on: CPU, GPU, torch, threads, and how busy the machine was."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpu": gpu,
+            "device": str(device), "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "load_average_1m": round(os.getloadavg()[0], 2), "platform": platform.platform()}
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """Yields a dict whose ``mb`` is, after the block, the peak memory the block added (MB)."""
+    result = {"mb": float("nan")}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result["mb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        return
+    if not Path("/proc/self/statm").exists():
+        yield result
+        return
+    base, peak, done = _rss_bytes(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        thread.join()
+        result["mb"] = max(0, max(peak[0], _rss_bytes()) - base) / 2**20
+
+
+# -- trainers --------------------------------------------------------------------------------
+
+
+def size_overrides(size: str, options: BenchOptions) -> dict[str, Any]:
+    """Config fields of a bench size on top of its profile (paper: small patches)."""
+    base = {"runtime.progress": False, "runtime.device": options.device,
+            "runtime.num_workers": 0, **options.overrides}
+    if size == "paper":
+        base.update({"train.patch_size": options.patch * 4, "train.batch_size": options.batch,
+                     "scale": 4})
+    return base
+
+
+def resolve(method: str, size: str, overrides: dict[str, Any]) -> Any:
+    """``method``'s config at ``size``; ``overrides`` of sections the method does not have
+    (``--set degradation.channels=16`` for ESRGAN) are left out for it."""
+    sections = {f.name for f in dataclasses.fields(
+        schema_for(registry.method_spec(method).load_adapter().options))}
+    own = {k: v for k, v in overrides.items() if k.split(".")[0] in sections}
+    return registry.resolve_config(method, size, overrides=own)
+
+
+def variants(size: str, options: BenchOptions) -> list[Variant]:
+    """Every method's config at ``size``, the ESRGAN reference first, plus ESRGAN under each
+    other objective a method uses (``esrgan[psnr]``)."""
+    extra = size_overrides(size, options)
+    methods = ["esrgan", *[m for m in options.methods if m != "esrgan"]]
+    base = resolve("esrgan", size, extra)
+    out = [Variant("esrgan", base, "esrgan")]
+    for name in methods[1:]:
+        cfg = resolve(name, size, extra)
+        if not registry.method_spec(name).load_adapter().trains:
+            continue
+        ref = "esrgan"
+        if cfg.loss.mode != base.loss.mode:
+            ref = f"esrgan[{cfg.loss.mode}]"
+            if all(v.label != ref for v in out):
+                out.append(Variant(ref, resolve("esrgan", size,
+                                                {**extra, "loss.mode": cfg.loss.mode}), ref))
+        out.append(Variant(name, cfg, ref))
+    return out
+
+
+_EXTRACTORS: dict[tuple[str, str], VGGFeatureExtractor] = {}
+
+
+def _perceptual(cfg: Any, device: torch.device) -> PerceptualLoss:
+    """VGG19 from the cache when present, else randomly initialised (same cost); one frozen
+    extractor per layer and device, shared by the trainers (each loss keeps its own cache)."""
+    key = (cfg.loss.perceptual_layer, str(device))
+    if key not in _EXTRACTORS:
+        path = weights.weight_file("vgg19").path
+        extractor = VGGFeatureExtractor(key[0], weights_path=path if path.is_file() else None)
+        if cfg.runtime.channels_last:
+            to_channels_last(extractor)
+        _EXTRACTORS[key] = extractor.to(device)
+    return PerceptualLoss(_EXTRACTORS[key], weight=1.0)
+
+
+def build_trainer(cfg: Any, workdir: Path) -> Trainer:
+    """The run's trainer, fresh weights, writing nothing (its run dir is a temp folder)."""
+    method = registry.method_spec(cfg.method).load_adapter()
+    trainer = Trainer(cfg, method, RunDir(workdir / "runs" / cfg.method), None, None)
+    if "vgg19" in needed_weights(cfg, method):
+        trainer.perceptual = _perceptual(cfg, trainer.device)
+    return trainer
+
+
+def random_batch(cfg: Any, device: torch.device, seed: int = 0) -> Batch:
+    """Random HR patches and their box-filtered LR (what a step costs does not depend on them)."""
+    gen = torch.Generator().manual_seed(seed)
+    hr = cfg.train.patch_size
+    gt = torch.rand(cfg.train.batch_size, 3, hr, hr, generator=gen)
+    return Batch(F.avg_pool2d(gt, cfg.scale), gt).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(trainers: dict[str, Trainer], batches: dict[str, Batch], repeats: int,
+               warmup: int) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` steps per trainer, interleaved round-robin after ``warmup``."""
+    out: dict[str, list[float]] = {k: [] for k in trainers}
+    for step in range(warmup + repeats):
+        for label, trainer in trainers.items():
+            _sync(trainer.device)
+            start = time.perf_counter()
+            trainer.train_step(batches[label], step)
+            _sync(trainer.device)
+            if step >= warmup:
+                out[label].append(time.perf_counter() - start)
+        log.info("bench: round %d/%d (%d warm-up) done", step + 1, warmup + repeats, warmup)
+    return out
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(q1, median, q3); one value gives (v, v, v)."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def summarise_steps(times: dict[str, list[float]], refs: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per variant: median/IQR step ms and its ratio to its reference, per round."""
+    rows = []
+    for label, seconds in times.items():
+        q1, med, q3 = quartiles(seconds)
+        r1, rmed, r3 = quartiles([a / b for a, b in zip(seconds, times[refs[label]])])
+        rows.append({"variant": label, "reference": refs[label], "step_ms": 1e3 * med,
+                     "step_iqr_ms": 1e3 * (q3 - q1), "ratio": rmed, "ratio_iqr": r3 - r1,
+                     "ratio_to_esrgan": quartiles([a / b for a, b in
+                                                   zip(seconds, times["esrgan"])])[1],
+                     "samples": len(seconds)})
+    return rows
+
+
+# -- inference and data ----------------------------------------------------------------------
+
+
+def inference_rates(net: torch.nn.Module, cfg: Any, lr_side: int, tile: int, repeats: int,
+                    device: torch.device) -> dict[str, Any]:
+    """Output megapixels/s of ``net`` on an ``lr_side``^2 image, untiled and tiled with
+    ``tile`` px tiles and ``cfg.eval``'s overlap and blend (median of ``repeats``)."""
+    lr = torch.rand(1, 3, lr_side, lr_side, device=device)
+    scale, e = cfg.scale, cfg.eval
+    out_mp = (lr_side * scale) ** 2 / 1e6
+    modes: dict[str, Callable[[], Any]] = {
+        "untiled": lambda: net(lr),
+        "tiled": lambda: tiled_restore(net, lr, scale, tile, e.tile_overlap, e.tile_blend),
+    }
+    result: dict[str, Any] = {"lr_side": lr_side, "tile": tile}
+    net.eval()
+    with torch.no_grad():
+        for mode, fn in modes.items():
+            fn()  # warm-up
+            seconds = []
+            for _ in range(repeats):
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                seconds.append(time.perf_counter() - start)
+            result[f"{mode}_mp_s"] = out_mp / statistics.median(seconds)
+    return result
+
+
+def loader_rate(loader: Any, batches: int) -> float:
+    """Training images per second the loader delivers (first batch excluded: worker start-up)."""
+    it = iter(loader)
+    next(it)
+    start, images = time.perf_counter(), 0
+    for _ in range(batches):
+        images += len(next(it)["gt"])
+    return images / (time.perf_counter() - start)
+
+
+def loader_rates(options: BenchOptions) -> dict[str, float]:
+    """images/s of the smoke profile's loader on the embedded photos, and of ``--dataset``."""
+    n = options.loader_batches
+    iters = {"train.iters": n + 1, "runtime.num_workers": 0}
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=iters)
+    rates = {"embedded": loader_rate(make_train_loader(cfg, 0), n)}
+    if options.dataset:
+        loader = dataset_loader(options.dataset, options.data_root, overrides=iters)
+        rates[options.dataset] = loader_rate(loader, n)
+    return rates
+
+
+def large_inference(lr_side: int, device: torch.device, tile: int | None = None,
+                    size: str = "paper") -> dict[str, Any]:
+    """Tiled x4 inference of one ``lr_side``^2 LR image by the ``size`` profile's generator
+    with evaluation's tiling (``eval.tile_*``; ``tile`` replaces ``eval.tile_size``): seconds,
+    output MP/s and peak memory (CPU: the process's ``ru_maxrss``, everything it ever held, so
+    an upper bound; run it in a fresh process)."""
+    import resource
+
+    cfg = registry.resolve_config("esrgan", size, overrides={"runtime.device": str(device)})
+    tile, overlap, blend = tile or cfg.eval.tile_size, cfg.eval.tile_overlap, cfg.eval.tile_blend
+    net = registry.method_spec("esrgan").load_adapter().build_generator(cfg).to(device).eval()
+    lr = torch.rand(1, 3, lr_side, lr_side, device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        sr = tiled_restore(net, lr, cfg.scale, tile, overlap, blend)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"lr_side": lr_side, "scale": cfg.scale, "out_shape": list(sr.shape),
+            "tile": tile, "overlap": overlap, "blend": blend, "seconds": seconds,
+            "out_mp_s": sr.shape[-1] * sr.shape[-2] / 1e6 / seconds, "peak_mb": peak,
+            "model": f"{cfg.model.num_feat} ch x {cfg.model.num_block} blocks"}
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+@dataclass
+class SizeBench:
+    """The trainers of one generator size and what was measured on them."""
+
+    size: str
+    specs: list[Variant]
+    trainers: dict[str, Trainer]
+    batches: dict[str, Batch]
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_size(size: str, options: BenchOptions, workdir: Path) -> SizeBench:
+    specs = variants(size, options)
+    log.info("bench: %s size: building %s", size, ", ".join(v.label for v in specs))
+    trainers = {v.label: build_trainer(v.cfg, workdir) for v in specs}
+    batches = {v.label: random_batch(v.cfg, trainers[v.label].device) for v in specs}
+    return SizeBench(size, specs, trainers, batches)
+
+
+def time_size(bench: SizeBench, options: BenchOptions) -> None:
+    """Step times (interleaved) and inference rates of one size, into ``bench.result``."""
+    times = time_steps(bench.trainers, bench.batches, options.repeats, options.warmup)
+    cfg, ref = bench.specs[0].cfg, bench.trainers["esrgan"]
+    bench.result = {
+        "size": bench.size,
+        "model": {"num_feat": cfg.model.num_feat, "num_block": cfg.model.num_block,
+                  "lr_patch": cfg.train.patch_size // cfg.scale, "batch": cfg.train.batch_size},
+        "steps": summarise_steps(times, {v.label: v.reference for v in bench.specs}),
+        "inference": inference_rates(ref.g_ema, cfg, options.infer_lr, options.infer_tile,
+                                     max(1, options.repeats // 2), ref.device)}
+
+
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
+
+
+def _return_freed_memory() -> None:
+    """Make glibc hand blocks over 16 kB to the OS as soon as they are freed (a fixed mmap
+    threshold), so that the resident set follows live memory during the memory pass. This
+    slows allocation, which is why it runs only after all timings."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 16 * 1024)  # M_MMAP_THRESHOLD
+
+
+def _trim() -> None:
+    """Give the free parts of the heap back (``malloc_trim``), so that the next step's growth
+    starts from live memory instead of being absorbed by what earlier steps freed."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def memory_size(bench: SizeBench) -> None:
+    """Peak memory (MB) one step of each variant adds, into ``bench.result["steps"]``."""
+    step = 10_000  # any step number: the seed differs from the timed ones, the cost does not
+    for row in bench.result["steps"]:
+        label = row["variant"]
+        _trim()
+        with peak_memory(bench.trainers[label].device) as mem:
+            bench.trainers[label].train_step(bench.batches[label], step)
+        row["peak_mb"] = mem["mb"]
+
+
+def run_bench(options: BenchOptions, out: Path) -> dict[str, Any]:
+    """Measure everything ``options`` asks for; write ``out/bench.md`` and ``out/bench.json``.
+
+    All sizes are timed before any memory is measured (see :func:`_return_freed_memory`)."""
+    device = select_device(options.device)
+    report: dict[str, Any] = {"machine": machine_info(device), "options": asdict(options)}
+    with tempfile.TemporaryDirectory(prefix="robustsr-bench-") as tmp:
+        benches = [prepare_size(size, options, Path(tmp)) for size in options.sizes]
+        for bench in benches:
+            time_size(bench, options)
+        report["loader_images_s"] = loader_rates(options)
+        if device.type == "cpu":
+            _return_freed_memory()
+        for bench in benches:
+            memory_size(bench)
+    report["sizes"] = [b.result for b in benches]
+    write_outputs(report, out)
+    return report
+
+
+_STEP_HEADER = ("| method | step ms (median) | IQR ms | x reference (median) | IQR | reference "
+                "| x esrgan | peak MB |\n|---|---:|---:|---:|---:|---|---:|---:|")
+
+
+def _size_section(size: dict[str, Any]) -> list[str]:
+    mod, inf = size["model"], size["inference"]
+    title = (f"## {size['size']} size: RRDBNet {mod['num_feat']} ch x {mod['num_block']} blocks, "
+             f"LR patch {mod['lr_patch']} px, batch {mod['batch']}")
+    rows = [f"| {r['variant']} | {r['step_ms']:.1f} | {r['step_iqr_ms']:.1f} | {r['ratio']:.2f} "
+            f"| {r['ratio_iqr']:.2f} | {r['reference']} | {r['ratio_to_esrgan']:.2f} "
+            f"| {r['peak_mb']:.0f} |" for r in size["steps"]]
+    inference = (f"Inference (EMA generator, {inf['lr_side']}x{inf['lr_side']} LR): "
+                 f"{inf['untiled_mp_s']:.3f} output MP/s untiled, {inf['tiled_mp_s']:.3f} tiled "
+                 f"({inf['tile']} px tiles).")
+    return [title, "", _STEP_HEADER, *rows, "", inference, ""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The tables of ``bench.md``."""
+    m, opts = report["machine"], report["options"]
+    machine = (f"Machine: {m['cpu']} ({m['cpu_count']} cores, {m['threads']} torch threads), "
+               f"GPU: {m['gpu'] or 'none'}, device {m['device']}, torch {m['torch']}, "
+               f"1-min load average at start {m['load_average_1m']}.")
+    rates = ", ".join(f"{k}: {v:.1f}" for k, v in report["loader_images_s"].items())
+    method = (f"{opts['repeats']} interleaved repeats after {opts['warmup']} warm-up step(s); "
+              f"ratios are per round (same machine load), then median and IQR over rounds.")
+    lines = ["# bench: training-step cost of each method relative to clean ESRGAN", "", machine,
+             ""]
+    for size in report["sizes"]:
+        lines += _size_section(size)
+    lines += [f"Data loader (smoke patches, images/s): {rates}.", "", method, ""]
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("bench.json", json.dumps(report, indent=2, default=str) + "\n"),
+                       ("bench.md", render_markdown(report))):
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text)
+
+
+def options_from_cli(args: dict[str, Any], overrides: dict[str, Any]) -> BenchOptions:
+    """:class:`BenchOptions` from the parsed flags; a flag left out keeps the default."""
+    given = {f.name: args[f.name] for f in dataclasses.fields(BenchOptions)
+             if args.get(f.name) is not None}
+    for name in ("methods", "sizes"):
+        if name in given:
+            given[name] = [item for item in given[name].split(",") if item]
+    return BenchOptions(**{**given, "overrides": overrides})
+
+
+def bench_command(args: dict[str, Any], overrides: dict[str, Any], out: Path) -> int:
+    """``bench``'s CLI: the full benchmark, or ``--large`` tiled inference alone."""
+    device = select_device(args.get("device") or "auto")
+    if args.get("large"):
+        result = large_inference(args["large"], device, args.get("tile"))
+        result["machine"] = machine_info(device)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "bench_large.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"{result['lr_side']}^2 LR x{result['scale']} in {result['tile']} px tiles: "
+              f"{result['seconds']:.1f} s, {result['out_mp_s']:.3f} MP/s, peak "
+              f"{result['peak_mb']:.0f} MB -> {out / 'bench_large.json'}")
+        return 0
+    report = run_bench(options_from_cli(args, overrides), out)
+    print(render_markdown(report))
+    print(f"wrote {out / 'bench.md'} and {out / 'bench.json'}")
+    return 0
