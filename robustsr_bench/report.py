@@ -251,16 +251,11 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
 
 
 def sweep_keys(name: str) -> set[tuple[str, str, str, int]]:
-    """(method, ablation, profile, seed) of every run a sweep YAML lists."""
-    from . import registry
-    from .config import read_yaml
+    """(method, ablation, profile, seed) of every run a sweep file expands to (``runs:`` and
+    ``grid:``, every profile and seed), exactly as ``sweep`` plans them."""
+    from . import sweeps
 
-    path = registry.configs_dir() / "sweeps" / f"{name}.yaml"
-    if not path.is_file():
-        raise registry.unknown("sweep", name, registry.names_in("sweeps"))
-    sweep = read_yaml(path)
-    return {(r["method"], r.get("ablation") or "", sweep.get("profile", "smoke"), int(seed))
-            for r in sweep.get("runs", []) for seed in sweep.get("seeds", [0])}
+    return sweeps.keys(sweeps.expand(sweeps.load(name)))
 
 
 def select(frame: pd.DataFrame, sweep: str | None = None, methods: Sequence[str] = (),

@@ -233,3 +233,12 @@ def test_ablation_off_must_be_a_list(tmp_path: Path) -> None:
     bad["ablations"]["x"] = {"help": "h", False: ["attack"]}  # what YAML makes of `off:`
     with pytest.raises(registry.ConfigError, match="unknown key 'False'; valid: help, set"):
         registry._parse_spec("esrgan", bad, "configs/methods/esrgan.yaml")
+
+
+def test_sweep_filter_understands_grids_and_seeds(records: Path, tmp_path: Path) -> None:
+    make_run(records, "rsr", both(26.0, 0.8), ablation="no_attack")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("profile: smoke\nseeds: [1]\n"
+                    "grid: {methods: [rsr], ablations: ['', no_attack]}\n")
+    kept = report.select(report.load_records(records).frame, sweep=str(grid))
+    assert set(zip(kept["method"], kept["ablation"], kept["seed"])) == {("rsr", "", 1)}
