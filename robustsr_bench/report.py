@@ -250,12 +250,17 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
     return Records(kept.reset_index(drop=True), suites, skipped)
 
 
-def sweep_keys(name: str) -> set[tuple[str, str, str, int]]:
-    """(method, ablation, profile, seed) of every run a sweep file expands to (``runs:`` and
-    ``grid:``, every profile and seed), exactly as ``sweep`` plans them."""
+def sweep_runs(name: str) -> tuple[str, list[tuple[str, str, str, int]]]:
+    """The sweep's name and (method, ablation, profile, seed) of every run it expands to
+    (``runs:`` and ``grid:``, every profile and seed), in file order, as ``sweep`` plans them."""
     from . import sweeps
 
-    return sweeps.keys(sweeps.expand(sweeps.load(name)))
+    sweep = sweeps.load(name)
+    return sweep.name, [(s.method, s.ablation, s.profile, s.seed) for s in sweeps.expand(sweep)]
+
+
+def sweep_keys(name: str) -> set[tuple[str, str, str, int]]:
+    return set(sweep_runs(name)[1])
 
 
 def select(frame: pd.DataFrame, sweep: str | None = None, methods: Sequence[str] = (),
@@ -624,23 +629,18 @@ class ReportBuilder:
         return self._labelled(complete.rename(columns={"mean": "value"}))
 
     def _sweep_table(self) -> None:
-        keys = sweep_keys(self.opts.sweep or "")
+        name, planned = sweep_runs(self.opts.sweep or "")
         seen = set(zip(self.seeds["method"], self.seeds["ablation"]))
-        order = []
-        for method, ablation, _, _ in sorted(keys, key=lambda k: _sweep_position(self.opts.sweep,
-                                                                                 k)):
-            if (method, ablation) in seen and (method, ablation) not in order:
-                order.append((method, ablation))
+        order = list(dict.fromkeys((m, a) for m, a, _, _ in planned if (m, a) in seen))
         if not order or not self.suites or not self.metrics:
             return
         rows = [{"method": m, "ablation": a} for m, a in order]
-        self.tables.append(build_table(f"sweep_{self.opts.sweep}", f"Sweep {self.opts.sweep} "
-                                       f"({self.opts.profile} profile).", self.seeds, rows,
-                                       ["Run"], [[row_label(m, a)] for m, a in order],
-                                       self.suites, self.metrics))
-        averages = self._suite_averages(self.seeds)
         labels = [row_label(m, a) for m, a in order]
-        self._figure(f"Sweep {self.opts.sweep}: average over suites", f"sweep_{self.opts.sweep}",
+        self.tables.append(build_table(f"sweep_{name}", f"Sweep {name} ({self.opts.profile} "
+                                       f"profile).", self.seeds, rows, ["Run"],
+                                       [[label] for label in labels], self.suites, self.metrics))
+        averages = self._suite_averages(self.seeds)
+        self._figure(f"Sweep {name}: average over suites", f"sweep_{name}",
                      lambda stem: _figures().plot_ablation(averages, self.metrics, labels, stem))
 
     def _robustness(self) -> None:
@@ -718,15 +718,6 @@ def _figures() -> Any:
     from . import figures
 
     return figures
-
-
-def _sweep_position(sweep: str | None, key: tuple[str, str, str, int]) -> int:
-    from . import registry
-    from .config import read_yaml
-
-    runs = read_yaml(registry.configs_dir() / "sweeps" / f"{sweep}.yaml").get("runs", [])
-    listed = [(r["method"], r.get("ablation") or "") for r in runs]
-    return listed.index(key[:2]) if key[:2] in listed else len(listed)
 
 
 def readme(report: Report, sections: dict[str, str]) -> str:
