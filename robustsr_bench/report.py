@@ -164,6 +164,7 @@ class Records:
     frame: pd.DataFrame
     suites: list[str]
     skipped: list[Skipped] = field(default_factory=list)
+    eval_sets: dict[str, set[str]] = field(default_factory=dict)  # suite -> "source, N images"
 
 
 @cache
@@ -227,6 +228,7 @@ def _stale_reason(path: Path, summary: dict) -> str:
 def load_records(root: Path, include_stale: bool = False) -> Records:
     """Every finished run under ``<root>/runs``; broken, stale and superseded ones are listed."""
     parts, skipped, suites = [], [], []
+    eval_sets: dict[str, set[str]] = {}
     for path in sorted(p for p in (Path(root) / "runs").glob("*") if p.is_dir()):
         frame, summary, reason = _read_run(path, include_stale)
         if frame is None:
@@ -239,6 +241,8 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
                      path=str(path), finished=(path / "summary.json").stat().st_mtime_ns)
         parts.append(frame.assign(**ident))
         suites += [s for s in summary.get("suites", []) if s not in suites]
+        for suite, text in _eval_sets(path, summary).items():
+            eval_sets.setdefault(suite, set()).add(text)
     columns = SEED_KEYS + ["suite", "metric", "value", "run_id", "path", "finished"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame = frame[columns].sort_values(["finished", "run_id"], kind="stable")
@@ -247,7 +251,27 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
         skipped.append(Skipped(path, "superseded: a newer record covers all its cells"))
     suites += sorted(set(kept["suite"]) - set(suites))
     kept = kept.drop(columns="finished").sort_values(SEED_KEYS + ["suite", "metric"])
-    return Records(kept.reset_index(drop=True), suites, skipped)
+    return Records(kept.reset_index(drop=True), suites, skipped, eval_sets)
+
+
+def _eval_sets(path: Path, summary: dict) -> dict[str, str]:
+    """Per suite, what a run scored it on: its record's ``eval_data`` (dataset, image count);
+    for records that predate it, the image count of ``metrics.csv`` and ``eval.images``."""
+    recorded = summary.get("eval_data")
+    if isinstance(recorded, dict) and recorded:
+        return {suite: _images(d.get("dataset", "?"), d.get("images", "?"))
+                for suite, d in recorded.items() if isinstance(d, dict)}
+    try:
+        metrics = pd.read_csv(path / "metrics.csv", usecols=["suite", "image"])
+        source = (yaml.safe_load((path / "config.yaml").read_text()) or {})["eval"]["images"]
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return {}
+    counts = metrics.groupby("suite")["image"].nunique()
+    return {str(suite): _images(source, n) for suite, n in counts.items()}
+
+
+def _images(source: Any, count: Any) -> str:
+    return f"{source}, {count} image{'' if count == 1 else 's'}"
 
 
 def sweep_runs(name: str) -> tuple[str, list[tuple[str, str, str, int]]]:
@@ -534,6 +558,7 @@ class Report:
     skipped: list[Skipped]
     profile: str
     runs: int
+    eval_sets: dict[str, str] = field(default_factory=dict)  # suite -> what it was scored on
 
 
 class ReportBuilder:
@@ -566,8 +591,11 @@ class ReportBuilder:
                 self._ablation(method)
         self._robustness()
         self._grids()
+        shown = [*self.suites, *self.extra, *self.levelled]
+        sets = {suite: "; ".join(sorted(self.records.eval_sets.get(suite, {"unknown"})))
+                for suite in shown}
         return Report(self.tables, self.figures, self.records.skipped, self.opts.profile,
-                      self.seeds["run_id"].nunique())
+                      self.seeds["run_id"].nunique(), sets)
 
     def _labelled(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(label=[row_label(m, a) for m, a in zip(frame["method"],
@@ -730,6 +758,10 @@ def readme(report: Report, sections: dict[str, str]) -> str:
               "as PNG and PDF."), ""]
     for table in report.tables:
         lines += [f"## {table.name.replace('_', ' ')}", "", sections[table.name]]
+    if report.eval_sets:
+        lines += ["## Evaluated on", "", "| suite | images scored |", "|---|---|"]
+        lines += [f"| {suite} | {text} |" for suite, text in report.eval_sets.items()]
+        lines.append("")
     if report.figures:
         lines += ["## Figures", ""]
         lines += [f"![{caption}]({path.as_posix()})\n\n*{caption}*\n" for caption, path in

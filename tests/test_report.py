@@ -242,3 +242,16 @@ def test_sweep_filter_understands_grids_and_seeds(records: Path, tmp_path: Path)
                     "grid: {methods: [rsr], ablations: ['', no_attack]}\n")
     kept = report.select(report.load_records(records).frame, sweep=str(grid))
     assert set(zip(kept["method"], kept["ablation"], kept["seed"])) == {("rsr", "", 1)}
+
+
+def test_readme_says_what_each_suite_was_scored_on(isolated: Path, tmp_path: Path) -> None:
+    """Old records: counted from metrics.csv; new ones: their ``eval_data`` (dataset, count)."""
+    make_run(isolated, "esrgan", both(24.0, 0.5))
+    newer = make_run(isolated, "rsr", both(25.0, 0.5))
+    summary = json.loads((newer / "summary.json").read_text())
+    summary["eval_data"] = {"clean": {"dataset": "RealSR-Canon:test", "images": 50}}
+    (newer / "summary.json").write_text(json.dumps(summary))
+    report.write_report(isolated, tmp_path / "out", report.ReportOptions(), draw=False)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "| clean | RealSR-Canon:test, 50 images; embedded, 1 image |" in readme
+    assert "| gaussian_noise | embedded, 1 image |" in readme
