@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+import yaml
 
 from methods.base import Method
 from . import __version__, distributed, registry, weights
@@ -24,8 +25,9 @@ from .errors import ConfigError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
 from .nets.rrdbnet import load_generator_file
-from .results import RunDir, run_id, summarize
-from .trainer import Checkpoints, Trainer, select_device, torch_load
+from .results import RunDir, atomic_path, run_id, summarize
+from .trainer import (Checkpoints, Trainer, atomic_torch_save, select_device, torch_load,
+                      training_hash)
 
 log = logging.getLogger("robustsr_bench")
 BASELINE_METHOD = "esrgan"
@@ -119,6 +121,8 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
     with run_logging(run) if group.is_main else nullcontext():
         if group.is_main:
             run.write_config(cfg)
+            if method.trains:
+                init_from = adopt_trained_weights(cfg, run, root) or init_from
         log.info("run %s: method=%s ablation=%s profile=%s seed=%d init=%s", run.run_id,
                  cfg.method, cfg.ablation or "-", cfg.profile, cfg.seed, init_from)
         device = select_device(cfg.runtime.device)
@@ -136,6 +140,45 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         run.write_summary({**summary, "unavailable_metrics": plan.unavailable,
                            "world_size": group.world_size})
     return run
+
+
+def adopt_trained_weights(cfg: Any, run: RunDir, root: Path) -> str | None:
+    """Copy the final checkpoint of a finished run trained exactly as ``cfg`` (same training
+    hash; only ``eval`` differs) into ``run``, so that evaluating a model on other suites does
+    not train it again. Returns the donor's id, or None when ``run`` has checkpoints of its own
+    or no donor exists. The trainer then resumes at the final step and goes straight to
+    evaluation; the sha256 of every copied file is checked when it is loaded."""
+    if Checkpoints(run, 1).steps():
+        return None
+    wanted = training_hash(to_dict(cfg))
+    prefix = run.run_id.rsplit("-", 1)[0] + "-"
+    for donor in sorted((root / "runs").glob(f"{prefix}*")):
+        if donor == run.path or not RunDir(donor).is_done():
+            continue
+        try:
+            donor_cfg = yaml.safe_load((donor / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        steps = Checkpoints(RunDir(donor), 1).steps()
+        if (isinstance(donor_cfg, dict) and training_hash(donor_cfg) == wanted and steps
+                and steps[0] == cfg.train.iters):
+            _copy_checkpoint(donor, run.path, steps[0], wanted)
+            log.info("%s: trained exactly like finished run %s; evaluating its final weights "
+                     "instead of training again", run.run_id, donor.name)
+            return f"weights of {donor.name}"
+    return None
+
+
+def _copy_checkpoint(donor: Path, target: Path, step: int, wanted: str) -> None:
+    """Copy the model files, then the state, stamped with the training hash that the donor's
+    config.yaml was just checked to have (states written before the field existed lack it)."""
+    for rel in (f"models/net_g_{step}.pth", f"models/net_d_{step}.pth"):
+        if (donor / rel).is_file():
+            with atomic_path(target / rel) as tmp:
+                shutil.copyfile(donor / rel, tmp)
+    state = torch_load(donor / "training_states" / f"{step}.state")
+    atomic_torch_save({**state, "training_hash": wanted},
+                      target / "training_states" / f"{step}.state")  # last: publishes the step
 
 
 def _summary(cfg: Any, method: Method, run: RunDir, init_from: str, train_s: float,

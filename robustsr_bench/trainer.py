@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from methods.base import Batch, Method, Modules, TrainContext
 from . import __version__, distributed, speed
-from .config import UNHASHED_EVAL, config_hash, flatten, to_dict
+from .config import config_hash, flatten, hash_config_dict, to_dict
 from .data.datasets import make_train_loader
 from .errors import UserError
 from .losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
@@ -152,13 +152,28 @@ def config_differences(saved: dict[str, Any] | None, cfg: Any, limit: int = 3) -
     if not isinstance(saved, dict):
         return ""
     old, new = flatten(saved), flatten(to_dict(cfg))
-    skip = ("runtime.", *(f"eval.{k}" for k in UNHASHED_EVAL))  # not in the hash
+    skip = ("runtime.", "eval.")  # neither changes how a model is trained
     keys = [k for k in sorted(set(old) | set(new))
             if not k.startswith(skip) and old.get(k, "<absent>") != new.get(k, "<absent>")]
     shown = "; ".join(f"{k}: {old.get(k, '<absent>')!r} in the checkpoint, "
                       f"{new.get(k, '<absent>')!r} now" for k in keys[:limit])
     more = f"; +{len(keys) - limit} more" if len(keys) > limit else ""
     return f" ({shown}{more})" if keys else ""
+
+
+def training_hash(cfg: dict[str, Any]) -> str:
+    """The hash of how a model is trained: the run-id hash without the ``eval`` section. A
+    checkpoint belongs to it, so changing only what a run is evaluated on resumes (or reuses)
+    the trained weights instead of training again."""
+    return hash_config_dict(cfg, evaluation=False)
+
+
+def saved_training_hash(state: dict[str, Any]) -> str | None:
+    """A checkpoint state's training hash; derived from its stored config for checkpoints that
+    predate the field."""
+    if state.get("training_hash"):
+        return state["training_hash"]
+    return training_hash(state["config"]) if isinstance(state.get("config"), dict) else None
 
 
 class Trainer:
@@ -189,6 +204,7 @@ class Trainer:
         self.sched_d = self._sched(self.opt_d) if self.opt_d else None
         self.ckpt = Checkpoints(run, cfg.train.keep_ckpts)
         self.hash = config_hash(cfg)
+        self.training_hash = training_hash(to_dict(cfg))
         if self.group.active:
             log.info("data-parallel: %d processes x %d samples (global batch %d) on %s",
                      self.group.world_size, cfg.train.batch_size // self.group.world_size,
@@ -304,7 +320,8 @@ class Trainer:
                                   "net_d": self.modules.d})
         if not self.group.is_main:
             return
-        meta = {"config_hash": self.hash, "version": __version__, "step": step}
+        meta = {"config_hash": self.hash, "training_hash": self.training_hash,
+                "version": __version__, "step": step}
         state = {"step": step, "opt_g": self.opt_g.state_dict(),
                  "sched_g": self.sched_g.state_dict(), "config": to_dict(self.cfg), **meta}
         if self.opt_d:
@@ -321,7 +338,7 @@ class Trainer:
         if found is None:
             return 0
         step, files = found
-        if files["state"].get("config_hash") != self.hash:
+        if saved_training_hash(files["state"]) != self.training_hash:
             raise UserError(f"{self.run.path}: checkpoint at step {step} was made with a different "
                             f"config{config_differences(files['state'].get('config'), self.cfg)}; "
                             f"use --force to start this run again")

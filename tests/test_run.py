@@ -18,7 +18,7 @@ from robustsr_bench import registry, runner
 from robustsr_bench.cli import main
 from robustsr_bench.errors import MissingWeightsError
 from robustsr_bench.results import RunDir
-from robustsr_bench.trainer import Checkpoints, torch_load
+from robustsr_bench.trainer import Checkpoints, atomic_torch_save, torch_load
 from tests.conftest import REPO, as_set_args
 
 
@@ -55,6 +55,31 @@ def test_finished_run_is_reused_and_force_redoes(tiny, isolated):
     assert runner.execute(cfg, isolated).summary_path.stat().st_mtime_ns == stamp
     runner.execute(cfg, isolated, force=True)
     assert run.summary_path.stat().st_mtime_ns != stamp
+
+
+def test_new_eval_suites_reuse_the_trained_weights(tiny, isolated):
+    """Same training, other suites: a new run id, evaluated on the finished run's final weights
+    (bit-identical, no training step); a change to training trains anew."""
+    trained = runner.execute(registry.resolve_config("esrgan", "smoke", overrides=tiny), isolated)
+    state_path = trained.path / "training_states" / f"{tiny['train.iters']}.state"
+    state = torch_load(state_path)  # as written before states carried their training config
+    atomic_torch_save({k: v for k, v in state.items() if k not in ("training_hash", "config")},
+                      state_path)
+    more = {**tiny, "eval.suites": ["clean", "gaussian_noise"]}
+    again = runner.execute(registry.resolve_config("esrgan", "smoke", overrides=more), isolated)
+    assert again.run_id != trained.run_id
+    log = (again.path / "train.log").read_text()
+    assert f"trained exactly like finished run {trained.run_id}" in log and "it/s" not in log
+    assert again.read_summary()["init"] == f"weights of {trained.run_id}"
+    assert all(torch.equal(a, b) for a, b in zip(_final_weights(trained).values(),
+                                                 _final_weights(again).values()))
+    clean = [r.read_summary()["means"]["clean"]["psnr_y"] for r in (trained, again)]
+    assert clean[0] == clean[1]
+    longer = {**more, "train.iters": tiny["train.iters"] + 2}
+    retrained = runner.execute(registry.resolve_config("esrgan", "smoke", overrides=longer),
+                               isolated)
+    log = (retrained.path / "train.log").read_text()
+    assert "trained exactly like" not in log and "it/s" in log
 
 
 def test_robust_method_fine_tunes_from_the_cached_baseline(tiny_configs, isolated):
