@@ -31,10 +31,11 @@ from .results import atomic_path
 _PDF_METADATA = {"CreationDate": None}  # reproducible PDFs: no timestamp
 
 
-def save(fig: plt.Figure, stem: Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf``; returns both paths."""
+def save(fig: plt.Figure, stem: Path, legend_space: float = 0.0) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf``; returns both paths. ``legend_space``: the fraction of
+    the height kept free at the bottom for a figure-wide legend."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, legend_space, 1, 1))
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
     _atomic_savefig(fig, png, dpi=150, metadata={"Software": None})
     _atomic_savefig(fig, pdf, metadata=_PDF_METADATA)
@@ -65,13 +66,17 @@ def plot_robustness(seeds: pd.DataFrame, metrics: Sequence[str], xlabel: str,
                     order: Sequence[str], stem: Path) -> list[Path]:
     """Metric vs degradation severity (``severity`` column), one panel per metric."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for i, (ax, metric) in enumerate(zip(axes[0], metrics)):
         data = seeds[seeds["metric"] == metric]
         sns.lineplot(data=data, x="severity", y="value", hue="label", hue_order=list(order),
-                     errorbar="sd", marker="o", ax=ax)
+                     errorbar="sd", marker="o", ax=ax, legend=i == 0)
         ax.set(xlabel=xlabel, ylabel=metric_label(metric))
-        _bottom_legend(ax, len(order))
-    return save(fig, stem)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if not handles:
+        return save(fig, stem)
+    axes[0][0].get_legend().remove()  # one legend for all panels: the colours are the same
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
+    return save(fig, stem, legend_space=0.12)
 
 
 def plot_ablation(averages: pd.DataFrame, metrics: Sequence[str], order: Sequence[str],

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from robustsr_bench import cli, launch, registry, sweeps
-from robustsr_bench.config import to_dict
+from robustsr_bench.config import flatten, to_dict
 from robustsr_bench.errors import ConfigError
 from robustsr_bench.results import RunDir, run_id
 
@@ -38,7 +38,7 @@ def test_existing_sweeps_expand_to_the_run_ids_run_uses():
         assert len(specs) == len(sweep.entries) * len(sweep.seeds)
         first = sweep.entries[0]
         cfg = registry.resolve_config(first.method, sweep.profiles[0], first.ablation,
-                                      sweep.seeds[0])
+                                      sweep.seeds[0], flatten(sweep.overrides))
         assert specs[0].run_id == run_id(cfg)
         assert to_dict(specs[0].config()) == to_dict(cfg)
 
