@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from methods.base import Batch, Method, Modules, Outputs, TrainContext
-from robustsr_bench.attacks import AttackObjective, frozen, linf_pgd
+from robustsr_bench.attacks import AttackObjective, LinfPGDConfig, frozen
 from robustsr_bench.config import check
 from robustsr_bench.data.edges import EdgeConfig, edge_map, gaussian_blur
 from robustsr_bench.errors import ConfigError
@@ -86,21 +86,15 @@ _WRAPPERS = ("params", "params_ema")
 
 
 @dataclass
-class PixelAttackConfig:
+class PixelAttackConfig(LinfPGDConfig):
     """Pixel-level attack: L-inf PGD on the LR input (RSR's code; eps 8/255, 1 step)."""
 
     enabled: bool = True
     eps: float = 8 / 255
     iters: int = 1
-    alpha: float = 1 / 255
-    structure: float = 1.5
-    random_start: bool = True
 
     def __post_init__(self) -> None:
-        check(0 <= self.eps <= 1, "attack.pixel.eps", self.eps, "a number in [0, 1], e.g. 8/255")
-        check(self.iters >= 0, "attack.pixel.iters", self.iters, "an integer >= 0")
-        check(self.alpha >= 0, "attack.pixel.alpha", self.alpha, "a number >= 0, e.g. 1/255")
-        check(self.structure >= 1, "attack.pixel.structure", self.structure, "a number >= 1")
+        self.check_pgd("attack.pixel", eps_range="[0, 1]")
 
 
 @dataclass
@@ -368,8 +362,7 @@ class BAPD(Method):
         lq, p = batch.lq, a.pixel
         with frozen(g, modules.d):
             if p.enabled:
-                lq = linf_pgd(lq, pixel_loss, p.eps, p.alpha, p.iters, p.structure,
-                              p.random_start)
+                lq = p.attack(lq, pixel_loss)
             if a.hf.enabled:
                 with torch.no_grad():
                     feat = g.head(lq)

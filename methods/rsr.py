@@ -38,13 +38,13 @@ from typing import Any
 from torch import Tensor
 
 from methods.base import Batch, Method, Modules, TrainContext
-from robustsr_bench.attacks import AttackObjective, frozen, linf_pgd
+from robustsr_bench.attacks import AttackObjective, LinfPGDConfig, frozen
 from robustsr_bench.config import check
 from robustsr_bench.errors import ConfigError
 
 
 @dataclass
-class AttackConfig(AttackObjective):
+class AttackConfig(LinfPGDConfig, AttackObjective):
     """RSR's PGD attack on the LR input; defaults are the paper's (Table 1, bold row).
 
     ``eps`` bounds ``|delta|_inf`` (accepts ``14/255``); ``alpha`` is the step size; ``structure``
@@ -53,17 +53,8 @@ class AttackConfig(AttackObjective):
     0.01 / 1.0); ``random_start: false`` with ``iters: 0`` disables the attack.
     """
 
-    eps: float = 14 / 255
-    iters: int = 2
-    alpha: float = 1 / 255
-    structure: float = 1.5
-    random_start: bool = True
-
     def __post_init__(self) -> None:
-        check(0 < self.eps <= 1, "attack.eps", self.eps, "a number in (0, 1], e.g. 14/255")
-        check(self.iters >= 0, "attack.iters", self.iters, "an integer >= 0")
-        check(self.alpha >= 0, "attack.alpha", self.alpha, "a number >= 0, e.g. 1/255")
-        check(self.structure >= 1, "attack.structure", self.structure, "a number >= 1")
+        self.check_pgd("attack")
         self.check_objective("attack")
         check(self.loss != "l1+percep" or self.pixel_weight + self.perceptual_weight > 0,
               "attack.pixel_weight", self.pixel_weight,
@@ -108,6 +99,5 @@ class RSR(Method):
             return ctx.content_loss(g(lq), gt, pixel_w, percep_w)
 
         with frozen(g, modules.d):
-            lq = linf_pgd(batch.lq, attack_loss, a.eps, a.alpha, a.iters, a.structure,
-                          a.random_start)
+            lq = a.attack(batch.lq, attack_loss)
         return Batch(lq, gt, batch.extras)

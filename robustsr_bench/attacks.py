@@ -57,6 +57,32 @@ class AttackObjective:
             return 0.0, 1.0
         return self.pixel_weight, self.perceptual_weight
 
+@dataclass
+class LinfPGDConfig:
+    """The settings of :func:`linf_pgd`, shared by RSR's attack and BAPD's pixel attack so they
+    are named and checked alike (each subclass sets its paper's defaults)."""
+
+    eps: float = 14 / 255
+    iters: int = 2
+    alpha: float = 1 / 255
+    structure: float = 1.5
+    random_start: bool = True
+
+    def check_pgd(self, section: str, eps_range: str = "(0, 1]") -> None:
+        """``eps_range``: ``(0, 1]`` or ``[0, 1]`` (where eps 0 is an allowed no-op)."""
+        low_ok = self.eps >= 0 if eps_range.startswith("[") else self.eps > 0
+        check(low_ok and self.eps <= 1, f"{section}.eps", self.eps,
+              f"a number in {eps_range}, e.g. {round(type(self).eps * 255)}/255")  # the default
+        check(self.iters >= 0, f"{section}.iters", self.iters, "an integer >= 0")
+        check(self.alpha >= 0, f"{section}.alpha", self.alpha, "a number >= 0, e.g. 1/255")
+        check(self.structure >= 1, f"{section}.structure", self.structure, "a number >= 1")
+
+    def attack(self, x: Tensor, loss_fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """:func:`linf_pgd` of ``x`` with these settings."""
+        return linf_pgd(x, loss_fn, self.eps, self.alpha, self.iters, self.structure,
+                        self.random_start)
+
+
 @contextmanager
 def frozen(*nets: nn.Module | None) -> Iterator[None]:
     """Temporarily set ``requires_grad=False`` on every parameter; restore the flags after."""
