@@ -411,8 +411,7 @@ def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
     """Hash of a saved or resolved config dict, without what never changes a run's numbers:
     ``runtime``, ``data.root``, the :data:`UNHASHED_EVAL` fields of ``eval``, and fields
     added since that still hold their "absent" default (so older run ids stay valid).
-    ``evaluation=False`` drops the whole ``eval`` section: the hash of how a model was trained,
-    which the report uses to tell a current record from a stale one.
+    ``evaluation=False`` drops the whole ``eval`` section (see :func:`training_hash`).
     """
     data = copy.deepcopy(data)
     data.pop("runtime", None)
@@ -425,6 +424,13 @@ def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
         data.pop("eval", None)
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def training_hash(data: dict[str, Any]) -> str:
+    """The hash of how a model is trained: the run-id hash without the ``eval`` section. A
+    checkpoint belongs to it (changing only what a run is evaluated on reuses the trained
+    weights), and the report tells current records from stale ones by it."""
+    return hash_config_dict(data, evaluation=False)
 
 
 def dump_yaml(cfg: Any) -> str:

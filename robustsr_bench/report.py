@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from tabulate import tabulate
 
-from .config import hash_config_dict
+from .config import training_hash
 from .errors import ConfigError
 from .results import RunDir
 
@@ -164,7 +163,6 @@ class Records:
     frame: pd.DataFrame
     suites: list[str]
     skipped: list[Skipped] = field(default_factory=list)
-    eval_sets: dict[str, set[str]] = field(default_factory=dict)  # suite -> "source, N images"
 
 
 @cache
@@ -174,7 +172,7 @@ def _current_training_hash(method: str, ablation: str, profile: str, seed: int) 
 
     try:
         cfg = registry.resolve_config(method, profile, ablation, seed)
-        return hash_config_dict(to_dict(cfg), evaluation=False)
+        return training_hash(to_dict(cfg))
     except ConfigError:
         return None
 
@@ -201,34 +199,51 @@ def _read_run(path: Path, include_stale: bool) -> tuple[pd.DataFrame | None, dic
     lacking = {"suite", "metric", "value"} - set(metrics.columns)
     if lacking:
         return None, {}, f"metrics.csv lacks column(s) {', '.join(sorted(lacking))}"
+    cfg = RunDir(path).read_config()
     if not include_stale:
-        stale = _stale_reason(path, summary)
+        stale = _stale_reason(cfg, summary)
         if stale:
             return None, {}, stale
     values = pd.to_numeric(metrics["value"], errors="coerce")
     means = metrics.assign(value=values).groupby(["suite", "metric"], sort=False)["value"].mean()
     frame = means.reset_index().dropna(subset=["value"])
-    return frame, summary, ""
+    evaluated_on = _evaluated_on(summary, metrics, cfg)
+    return frame.assign(evaluated_on=frame["suite"].map(evaluated_on)), summary, ""
 
 
-def _stale_reason(path: Path, summary: dict) -> str:
-    try:
-        cfg = yaml.safe_load((path / "config.yaml").read_text())
-    except (FileNotFoundError, yaml.YAMLError):
+def _stale_reason(cfg: dict | None, summary: dict) -> str:
+    if cfg is None:
         return "config.yaml is missing or not valid YAML"
     current = _current_training_hash(summary["method"], summary["ablation"] or "",
                                      summary["profile"], int(summary["seed"]))
     if current is None:
         return "its method/ablation/profile no longer resolves in configs/"
-    if not isinstance(cfg, dict) or hash_config_dict(cfg, evaluation=False) != current:
+    if training_hash(cfg) != current:
         return "training config differs from configs/ (an override or an older setting)"
     return ""
+
+
+def _evaluated_on(summary: dict, metrics: pd.DataFrame, cfg: dict | None) -> dict[str, str]:
+    """Per suite, what the run scored it on: its record's ``eval_data`` (dataset, image count);
+    for records that predate it, the images counted in ``metrics.csv`` and ``eval.images``."""
+    recorded = summary.get("eval_data")
+    if isinstance(recorded, dict) and recorded:
+        return {suite: _images(d.get("dataset", "?"), d.get("images", "?"))
+                for suite, d in recorded.items() if isinstance(d, dict)}
+    source = ((cfg or {}).get("eval") or {}).get("images", "?")
+    if "image" not in metrics.columns:
+        return {}
+    counts = metrics.groupby("suite")["image"].nunique()
+    return {str(suite): _images(source, n) for suite, n in counts.items()}
+
+
+def _images(source: Any, count: Any) -> str:
+    return f"{source}, {count} image{'' if count == 1 else 's'}"
 
 
 def load_records(root: Path, include_stale: bool = False) -> Records:
     """Every finished run under ``<root>/runs``; broken, stale and superseded ones are listed."""
     parts, skipped, suites = [], [], []
-    eval_sets: dict[str, set[str]] = {}
     for path in sorted(p for p in (Path(root) / "runs").glob("*") if p.is_dir()):
         frame, summary, reason = _read_run(path, include_stale)
         if frame is None:
@@ -241,9 +256,8 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
                      path=str(path), finished=(path / "summary.json").stat().st_mtime_ns)
         parts.append(frame.assign(**ident))
         suites += [s for s in summary.get("suites", []) if s not in suites]
-        for suite, text in _eval_sets(path, summary).items():
-            eval_sets.setdefault(suite, set()).add(text)
-    columns = SEED_KEYS + ["suite", "metric", "value", "run_id", "path", "finished"]
+    columns = SEED_KEYS + ["suite", "metric", "value", "evaluated_on", "run_id", "path",
+                           "finished"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame = frame[columns].sort_values(["finished", "run_id"], kind="stable")
     kept = frame.drop_duplicates(SEED_KEYS + ["suite", "metric"], keep="last")
@@ -251,27 +265,7 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
         skipped.append(Skipped(path, "superseded: a newer record covers all its cells"))
     suites += sorted(set(kept["suite"]) - set(suites))
     kept = kept.drop(columns="finished").sort_values(SEED_KEYS + ["suite", "metric"])
-    return Records(kept.reset_index(drop=True), suites, skipped, eval_sets)
-
-
-def _eval_sets(path: Path, summary: dict) -> dict[str, str]:
-    """Per suite, what a run scored it on: its record's ``eval_data`` (dataset, image count);
-    for records that predate it, the image count of ``metrics.csv`` and ``eval.images``."""
-    recorded = summary.get("eval_data")
-    if isinstance(recorded, dict) and recorded:
-        return {suite: _images(d.get("dataset", "?"), d.get("images", "?"))
-                for suite, d in recorded.items() if isinstance(d, dict)}
-    try:
-        metrics = pd.read_csv(path / "metrics.csv", usecols=["suite", "image"])
-        source = (yaml.safe_load((path / "config.yaml").read_text()) or {})["eval"]["images"]
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
-        return {}
-    counts = metrics.groupby("suite")["image"].nunique()
-    return {str(suite): _images(source, n) for suite, n in counts.items()}
-
-
-def _images(source: Any, count: Any) -> str:
-    return f"{source}, {count} image{'' if count == 1 else 's'}"
+    return Records(kept.reset_index(drop=True), suites, skipped)
 
 
 def sweep_runs(name: str) -> tuple[str, list[tuple[str, str, str, int]]]:
@@ -558,6 +552,7 @@ class Report:
     skipped: list[Skipped]
     profile: str
     runs: int
+    shown: pd.DataFrame  # the records the filters kept (records.csv)
     eval_sets: dict[str, str] = field(default_factory=dict)  # suite -> what it was scored on
 
 
@@ -592,10 +587,11 @@ class ReportBuilder:
         self._robustness()
         self._grids()
         shown = [*self.suites, *self.extra, *self.levelled]
-        sets = {suite: "; ".join(sorted(self.records.eval_sets.get(suite, {"unknown"})))
-                for suite in shown}
+        known = self.seeds.dropna(subset=["evaluated_on"])
+        scored_on = known.groupby("suite")["evaluated_on"].unique()
+        sets = {suite: "; ".join(sorted(scored_on.get(suite, ["unknown"]))) for suite in shown}
         return Report(self.tables, self.figures, self.records.skipped, self.opts.profile,
-                      self.seeds["run_id"].nunique(), sets)
+                      self.seeds["run_id"].nunique(), self.seeds, sets)
 
     def _labelled(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(label=[row_label(m, a) for m, a in zip(frame["method"],
@@ -791,9 +787,8 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
         sections[table.name] = md
         for suffix, text in ((".md", md), (".tex", to_latex(table)), (".csv", to_csv(table))):
             written.append(_write(Path(out) / "tables" / f"{table.name}{suffix}", text))
-    shown = select(records.frame, options.sweep, options.methods, options.profile)
-    written.append(_write(Path(out) / "records.csv",
-                          shown.drop(columns="path").to_csv(index=False, lineterminator="\n")))
+    written.append(_write(Path(out) / "records.csv", report.shown.drop(columns="path").to_csv(
+        index=False, lineterminator="\n")))
     written.append(_write(Path(out) / "README.md", readme(report, sections)))
     if not report.tables:
         log.warning("no table could be built: no finished records match the filters")

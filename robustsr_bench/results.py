@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+import yaml
 
 from .config import config_hash, dump_yaml
 from .errors import UserError
@@ -116,6 +117,14 @@ class RunDir:
             return json.loads(self.summary_path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The saved ``config.yaml`` as a dict; ``None`` when missing or not a YAML mapping."""
+        try:
+            cfg = yaml.safe_load((self.path / "config.yaml").read_text())
+        except (FileNotFoundError, yaml.YAMLError):
+            return None
+        return cfg if isinstance(cfg, dict) else None
 
     def write_config(self, cfg: Any) -> None:
         atomic_write_text(self.path / "config.yaml", dump_yaml(cfg))

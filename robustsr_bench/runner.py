@@ -15,19 +15,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import yaml
 
 from methods.base import Method
 from . import __version__, distributed, registry, weights
-from .config import config_hash, flatten, to_dict
+from .config import config_hash, flatten, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on
 from .errors import ConfigError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
 from .nets.rrdbnet import load_generator_file
 from .results import RunDir, atomic_path, run_id, summarize
-from .trainer import (Checkpoints, Trainer, atomic_torch_save, select_device, torch_load,
-                      training_hash)
+from .trainer import Checkpoints, Trainer, atomic_torch_save, select_device, torch_load
 
 log = logging.getLogger("robustsr_bench")
 BASELINE_METHOD = "esrgan"
@@ -155,12 +153,9 @@ def adopt_trained_weights(cfg: Any, run: RunDir, root: Path) -> str | None:
     for donor in sorted((root / "runs").glob(f"{prefix}*")):
         if donor == run.path or not RunDir(donor).is_done():
             continue
-        try:
-            donor_cfg = yaml.safe_load((donor / "config.yaml").read_text())
-        except (OSError, yaml.YAMLError):
-            continue
+        donor_cfg = RunDir(donor).read_config()
         steps = Checkpoints(RunDir(donor), 1).steps()
-        if (isinstance(donor_cfg, dict) and training_hash(donor_cfg) == wanted and steps
+        if (donor_cfg is not None and training_hash(donor_cfg) == wanted and steps
                 and steps[0] == cfg.train.iters):
             _copy_checkpoint(donor, run.path, steps[0], wanted)
             log.info("%s: trained exactly like finished run %s; evaluating its final weights "

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from methods.base import Batch, Method, Modules, TrainContext
 from . import __version__, distributed, speed
-from .config import config_hash, flatten, hash_config_dict, to_dict
+from .config import config_hash, flatten, to_dict, training_hash
 from .data.datasets import make_train_loader
 from .errors import UserError
 from .losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
@@ -159,13 +159,6 @@ def config_differences(saved: dict[str, Any] | None, cfg: Any, limit: int = 3) -
                       f"{new.get(k, '<absent>')!r} now" for k in keys[:limit])
     more = f"; +{len(keys) - limit} more" if len(keys) > limit else ""
     return f" ({shown}{more})" if keys else ""
-
-
-def training_hash(cfg: dict[str, Any]) -> str:
-    """The hash of how a model is trained: the run-id hash without the ``eval`` section. A
-    checkpoint belongs to it, so changing only what a run is evaluated on resumes (or reuses)
-    the trained weights instead of training again."""
-    return hash_config_dict(cfg, evaluation=False)
 
 
 def saved_training_hash(state: dict[str, Any]) -> str | None:
