@@ -161,12 +161,15 @@ def config_differences(saved: dict[str, Any] | None, cfg: Any, limit: int = 3) -
     return f" ({shown}{more})" if keys else ""
 
 
-def saved_training_hash(state: dict[str, Any]) -> str | None:
-    """A checkpoint state's training hash; derived from its stored config for checkpoints that
-    predate the field."""
+def trained_alike(state: dict[str, Any], cfg: Any) -> bool:
+    """Whether a checkpoint state was trained under ``cfg``'s training config: by its training
+    hash, derived from its stored config for states that predate the field, and for states
+    older still (no config either) by the full run-id hash they carry."""
     if state.get("training_hash"):
-        return state["training_hash"]
-    return training_hash(state["config"]) if isinstance(state.get("config"), dict) else None
+        return state["training_hash"] == training_hash(to_dict(cfg))
+    if isinstance(state.get("config"), dict):
+        return training_hash(state["config"]) == training_hash(to_dict(cfg))
+    return state.get("config_hash") == config_hash(cfg)
 
 
 class Trainer:
@@ -331,7 +334,7 @@ class Trainer:
         if found is None:
             return 0
         step, files = found
-        if saved_training_hash(files["state"]) != self.training_hash:
+        if not trained_alike(files["state"], self.cfg):
             raise UserError(f"{self.run.path}: checkpoint at step {step} was made with a different "
                             f"config{config_differences(files['state'].get('config'), self.cfg)}; "
                             f"use --force to start this run again")

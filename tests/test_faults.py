@@ -28,7 +28,7 @@ from robustsr_bench.cli import main
 from robustsr_bench.config import config_hash
 from robustsr_bench.errors import UserError
 from robustsr_bench.results import RunDir
-from robustsr_bench.trainer import Checkpoints, Trainer, torch_load
+from robustsr_bench.trainer import Checkpoints, Trainer, atomic_torch_save, torch_load
 from tests.conftest import REPO, as_set_args
 
 HOOKS = Path(__file__).resolve().parent / "fault_hooks"
@@ -233,6 +233,22 @@ def test_records_and_checkpoints_carry_config_hash_and_version(tiny, isolated):
     for record in (meta, state):
         assert (record["config_hash"], record["version"]) == (digest, __version__)
     assert set(state["files"]) == {"net_g"}
+
+
+@pytest.mark.parametrize("written_before", ["training_hash", "config"])
+def test_checkpoints_from_older_versions_still_resume(tiny, isolated, written_before):
+    """States written before they carried a training hash (or their config) resume by what they
+    do carry: a run interrupted under an older version finishes under this one."""
+    cfg, run = _finished(tiny, isolated)
+    path = run.path / "training_states" / "4.state"
+    dropped = {"training_hash"} | ({"config"} if written_before == "config" else set())
+    atomic_torch_save({k: v for k, v in torch_load(path).items() if k not in dropped}, path)
+    from methods.esrgan import ESRGAN
+
+    assert Trainer(cfg, ESRGAN(), run, None, None).resume() == 4
+    other = registry.resolve_config("esrgan", "smoke", overrides={**tiny, "train.lr": 2e-3})
+    with pytest.raises(UserError, match="different config"):
+        Trainer(other, ESRGAN(), run, None, None).resume()
 
 
 def test_resume_with_another_architecture_names_the_mismatch(tiny, isolated):
