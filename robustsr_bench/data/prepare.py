@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ..config import check
 from ..errors import DataError
@@ -174,23 +175,29 @@ def plan(name: str, root: Path, cfg: PrepareConfig) -> tuple[Path, list[Task], l
     return out, [t for t in tasks if not _marker(out, t.ident).is_file()], done
 
 
-def _serial(tasks: Sequence[Task], tick: Callable[[], None]) -> None:
-    for task in tasks:
-        _run_task(task)
-        tick()
-
-
-def _parallel(tasks: Sequence[Task], workers: int, tick: Callable[[], None]) -> None:
+def _map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
+         tick: Callable[[], None]) -> list[Any]:
+    """``[fn(item) for item in items]``, over ``workers`` spawned processes when there is more
+    than one of each; ``tick`` after every item that finished (the progress bar). On an error
+    the pending items are cancelled: what finished stays finished (prepare's markers)."""
+    workers = min(workers or os.cpu_count() or 1, len(items))
+    if workers <= 1:
+        results = []
+        for item in items:
+            results.append(fn(item))
+            tick()
+        return results
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                              initializer=_worker_init) as pool:
-        futures = [pool.submit(_run_task, t) for t in tasks]
+        futures = [pool.submit(fn, item) for item in items]
         try:
             for future in as_completed(futures):
                 future.result()
                 tick()
-        except BaseException:  # finished images keep their markers; the rest is redone
+        except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+        return [future.result() for future in futures]
 
 
 def write_meta_info(out: Path, name: str, idents: Iterable[str]) -> Path:
@@ -218,15 +225,9 @@ def prepare(name: str, root: Path, cfg: PrepareConfig, workers: int = 0,
     """Cut ``name``'s split into sub-images under ``<root>/<NAME>_sub`` (resumable)."""
     out, todo, done = plan(name, root, cfg)
     _settings_guard(out, cfg)
-    workers = workers or os.cpu_count() or 1
-    from tqdm import tqdm
-
     with tqdm(total=len(todo) + len(done), initial=len(done), disable=not progress,
               unit="img", desc=f"prepare {name}") as bar:
-        if workers == 1 or len(todo) <= 1:
-            _serial(todo, bar.update)
-        else:
-            _parallel(todo, min(workers, len(todo)), bar.update)
+        _map(_run_task, todo, workers, bar.update)
     idents = [t.ident for t in (*done, *todo)]
     meta = write_meta_info(out, name, idents)
     count = sum(1 for _ in meta.read_text().splitlines())
@@ -295,7 +296,8 @@ def verify(name: str, root: Path, scale: int | None = None, split: str | None = 
         found = scan(name, root, scale, each)
         result.counts[f"{each} x{scale}"] = len(found.pairs)
         result.problems += found.problems
-        checked = _map(check_pair, [(p, scale) for p in found.pairs], workers, progress, name)
+        with tqdm(total=len(found.pairs), disable=not progress, desc=f"verify {name}") as bar:
+            checked = _map(check_pair, [(p, scale) for p in found.pairs], workers, bar.update)
         shapes = {}
         for pair, (problems, shape) in zip(found.pairs, checked, strict=True):
             result.problems += problems
@@ -304,19 +306,6 @@ def verify(name: str, root: Path, scale: int | None = None, split: str | None = 
         for meta in sorted(root.glob(spec.meta_info)) if spec.meta_info else []:
             result.problems += meta_info_problems(meta, shapes)
     return result
-
-
-def _map(fn: Callable[[Any], Any], items: list[Any], workers: int, progress: bool,
-         name: str) -> list[Any]:
-    from tqdm import tqdm
-
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(items) <= 1:
-        return [fn(item) for item in tqdm(items, disable=not progress, desc=f"verify {name}")]
-    with ProcessPoolExecutor(min(workers, len(items)), mp_context=get_context("spawn"),
-                             initializer=_worker_init) as pool:
-        return list(tqdm(pool.map(fn, items, chunksize=8), total=len(items),
-                         disable=not progress, desc=f"verify {name}"))
 
 
 def data_command(action: str, name: str, configured_root: str, scale: int | None,
