@@ -23,17 +23,19 @@ from .io import load_image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files of a folder; a missing or empty folder is one clear error."""
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Sorted image files of a folder (``recursive``: and of its subfolders); a missing,
+    unreadable or empty folder is one clear error."""
     path = Path(folder)
     if not path.is_dir():
         raise DataError(f"{path}: folder not found")
     try:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = path.rglob("*") if recursive else path.iterdir()
+        files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     except PermissionError:
         raise DataError(f"{path}: folder is not readable (permission denied)") from None
     if not files:
-        raise DataError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise DataError(f"{path}: empty folder (no {', '.join(IMAGE_SUFFIXES)} images)")
     return files
 
 

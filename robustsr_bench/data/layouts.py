@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import DataError
-from .datasets import IMAGE_SUFFIXES, Pair
+from .datasets import Pair, list_images
 
 DATA_ENV = "ROBUSTSR_DATA"
 SUB_SUFFIX = "_sub"
@@ -213,19 +213,11 @@ class Scan:
 
 def _images(folder: Path, recursive: bool, scan: Scan) -> list[Path] | None:
     """Image files of ``folder`` (sorted), or None after recording why there are none."""
-    if not folder.is_dir():
-        scan.problems.append(f"{folder}: folder not found")
-        return None
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
     try:
-        files = sorted(p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    except PermissionError:
-        scan.problems.append(f"{folder}: folder is not readable (permission denied)")
+        return list_images(folder, recursive)
+    except DataError as exc:
+        scan.problems.append(str(exc))
         return None
-    if not files:
-        scan.problems.append(f"{folder}: empty folder (no {', '.join(IMAGE_SUFFIXES)} images)")
-        return None
-    return files
 
 
 def stem_pattern(template: str, scale: int) -> re.Pattern[str]:
@@ -315,8 +307,6 @@ def discover(name: str, root: Path, scale: int, split: str | None = None,
 
 def image_folder_or_dataset(ref: str, configured_root: str, scale: int) -> list[Path]:
     """HR images for ``eval.images``: a folder, or ``NAME[:SPLIT]`` of a registered dataset."""
-    from .datasets import list_images
-
     name, _, split = ref.partition(":")
     if not is_registered(name):
         return list_images(ref)
