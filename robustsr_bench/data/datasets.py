@@ -77,6 +77,15 @@ def size_problem(pair: Pair, hr_shape: Sequence[int], lr_shape: Sequence[int],
     return f"{pair.lr}: LR is {lw}x{lh} but HR {pair.hr} is {w}x{h}; expected LR x {scale} == HR"
 
 
+def edge_size_problem(pair: Pair, hr_shape: Sequence[int], edge_shape: Sequence[int]) -> str | None:
+    """The one-line complaint when the pair's edge map is not the HR size."""
+    (h, w), (eh, ew) = hr_shape[:2], edge_shape[:2]
+    if (eh, ew) == (h, w):
+        return None
+    return (f"{pair.edge}: edge map is {ew}x{eh} but HR {pair.hr} is {w}x{h}; expected the same "
+            f"size")
+
+
 def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     hflip, vflip, rot = rng.random(3) < 0.5
     out = []
@@ -141,9 +150,9 @@ class PatchDataset(Dataset):
         if pair.edge is None:
             return None
         edge = self._load(pair.edge)
-        if edge.shape[:2] != hr_size:
-            raise DataError(f"{pair.edge}: edge map is {edge.shape[1]}x{edge.shape[0]} but HR "
-                            f"{pair.hr} is {hr_size[1]}x{hr_size[0]}; expected the same size")
+        problem = edge_size_problem(pair, hr_size, edge.shape)
+        if problem:
+            raise DataError(problem)
         return edge[y:y + self.patch, x:x + self.patch, :1]
 
     def _crop(self, pair: Pair, hr: np.ndarray, lr: np.ndarray | None,

@@ -111,7 +111,7 @@ def _neighbours(mag: Tensor, dy: int, dx: int) -> tuple[Tensor, Tensor]:
 def _canny_mask(mag: Tensor, gx: Tensor, gy: Tensor, low: float, high: float) -> Tensor:
     """Canny's edge set: non-maximum suppression across the gradient, then hysteresis."""
     angle = torch.rad2deg(torch.atan2(gy, gx)) % 180
-    sector = (((angle + 22.5) // 45) % 4).long()  # 0: horizontal grad, 1: 45 deg, 2: vertical, 3: 135
+    sector = (((angle + 22.5) // 45) % 4).long()  # 0: horiz. grad, 1: 45, 2: vert., 3: 135
     local_max = torch.zeros_like(mag, dtype=torch.bool)
     for index, (dy, dx) in enumerate(((0, 1), (1, 1), (1, 0), (1, -1))):
         fwd, bwd = _neighbours(mag, dy, dx)

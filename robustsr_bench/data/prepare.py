@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ..config import check
 from ..errors import DataError
 from ..results import atomic_path, atomic_write_text
-from .datasets import Pair, size_problem
+from .datasets import Pair, edge_size_problem, size_problem
 from .edges import EdgeConfig, edge_image
 from .io import load_image, save_image
 from .layouts import SUB_SUFFIX, check_split_scale, layout, pair_id, scan
@@ -262,9 +262,9 @@ def check_pair(args: tuple[Pair, int]) -> tuple[list[str], tuple[int, ...] | Non
     if hr and lr:
         problem = size_problem(pair, hr, lr, scale)
         problems += [problem] if problem else []
-    if hr and edge and hr[:2] != edge[:2]:
-        problems.append(f"{pair.edge}: edge map is {edge[1]}x{edge[0]} but HR {pair.hr} is "
-                        f"{hr[1]}x{hr[0]}; expected the same size")
+    if hr and edge:
+        problem = edge_size_problem(pair, hr, edge)
+        problems += [problem] if problem else []
     return problems, hr
 
 
