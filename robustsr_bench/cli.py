@@ -11,6 +11,12 @@ from .errors import UserError
 
 LIST_KINDS = ("methods", "ablations", "profiles", "suites", "metrics", "datasets")
 DATA_ROOT_HELP = "root of the datasets (= --set data.root=DIR; default $ROBUSTSR_DATA)"
+WORKDIR_HELP = "where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)"
+
+
+def _set_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=help_text)
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -18,14 +24,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation", default="", help="ablation name(s), joined with '+'")
     p.add_argument("--profile", default="smoke", help="smoke (CPU, minutes) or paper")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set attack.eps=12/255 (repeatable)")
+    _set_arg(p, "override a config field, e.g. --set attack.eps=12/255 (repeatable)")
     p.add_argument("--init", help="initial generator checkpoint (= --set train.init=PATH)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--data", help="train on this dataset (see `list datasets`; "
                                   "= --set data.train=NAME)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
-    p.add_argument("--workdir", help="where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)")
+    p.add_argument("--workdir", help=WORKDIR_HELP)
     p.add_argument("--force", action="store_true", help="redo the run even if it finished")
     p.add_argument("--gpus", "--nproc", dest="world_size", type=int, metavar="N",
                    help="train data-parallel in N local processes, one per GPU (gloo on CPU); "
@@ -52,15 +57,16 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="sweep name (configs/sweeps/<name>.yaml) or a YAML path")
     p.add_argument("--launcher", choices=("debug", "local", "slurm"), default="local",
-                   help="debug: in this process; local: submitit on this machine; slurm: job arrays")
+                   help="debug: in this process; local: submitit on this machine; "
+                        "slurm: job arrays")
     p.add_argument("--parallel", type=int, default=2, help="local: runs at once (default 2)")
     p.add_argument("--profile", help="replace the sweep's profile(s), e.g. smoke for a dry run")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field in every run (repeatable)")
-    p.add_argument("--workdir", help="where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)")
+    _set_arg(p, "override a config field in every run (repeatable)")
+    p.add_argument("--workdir", help=WORKDIR_HELP)
     p.add_argument("--dry-run", action="store_true", help="print the planned run ids only")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
-    p.add_argument("--wait", action="store_true", help="slurm: block with a progress bar until done")
+    p.add_argument("--wait", action="store_true",
+                   help="slurm: block with a progress bar until done")
     s = p.add_argument_group("slurm (override the sweep file's slurm: section)")
     for flag, kind in (("partition", str), ("account", str), ("qos", str), ("constraint", str),
                        ("gpus-per-node", int), ("tasks-per-node", int), ("cpus-per-task", int),
@@ -76,7 +82,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", nargs="?", help="one sweep (default: every submitted sweep)")
     p.add_argument("--wait", action="store_true", help="block with a progress bar until done")
-    p.add_argument("--workdir", help="where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)")
+    p.add_argument("--workdir", help=WORKDIR_HELP)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -113,8 +119,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loader-batches", type=int, help="batches timed per loader (default 20)")
     p.add_argument("--dataset", help="also time this registered dataset's loader")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of every config, e.g. --set runtime.channels_last=true")
+    _set_arg(p, "override a field of every config, e.g. --set runtime.channels_last=true")
     p.add_argument("--large", type=int, metavar="LR_SIDE", help="only tiled x4 inference of one "
                    "LR_SIDE^2 image by the paper-size generator (time, MP/s, peak memory)")
     p.add_argument("--tile", type=int, help="with --large: tile side (default eval.tile_size)")
@@ -268,8 +273,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_command(vars(args), parse_overrides(args.overrides), Path(args.out))
 
 
-COMMANDS = {"bench": cmd_bench, "run": cmd_run, "list": cmd_list, "report": cmd_report, "weights": cmd_weights,
-            "sweep": cmd_sweep, "status": cmd_status, "data": cmd_data}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "weights": cmd_weights,
+            "sweep": cmd_sweep, "status": cmd_status, "data": cmd_data, "bench": cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
