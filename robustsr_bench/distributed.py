@@ -196,6 +196,17 @@ def env_world_size() -> int:
         return 1
 
 
+def env_rank() -> int:
+    """This process's global rank as its launcher set it (a Slurm job's task, torchrun's
+    ``RANK``); 0 outside a multi-process launch."""
+    try:
+        import submitit
+
+        return submitit.JobEnvironment().global_rank
+    except Exception:  # noqa: BLE001 - not inside a submitit job
+        return int(os.environ.get("RANK", "0"))
+
+
 def wanted_world_size(cfg: Any) -> int:
     """The launcher's world size, else ``runtime.world_size``; a conflict is one clear line."""
     env, asked = env_world_size(), cfg.runtime.world_size

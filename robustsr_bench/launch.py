@@ -266,7 +266,7 @@ class RunJob(submitit.helpers.Checkpointable):
         state = SweepState(Path(self.root), self.sweep)
         rid = self.spec.run_id
         run_log = _run_dir(Path(self.root), rid).path / "train.log"
-        main = _task_rank() == 0  # a multi-task (multi-GPU) job: task 0 speaks for the job
+        main = distributed.env_rank() == 0  # a multi-task (multi-GPU) job: task 0 speaks for the job
         if main:
             state.mark(rid, state="running", log=_job_log(run_log), pid=os.getpid())
         try:
@@ -279,14 +279,6 @@ class RunJob(submitit.helpers.Checkpointable):
         if main:
             state.clear_marker(rid)
         return rid
-
-
-def _task_rank() -> int:
-    """This task's global rank in its Slurm job (0 outside a multi-task job)."""
-    try:
-        return submitit.JobEnvironment().global_rank
-    except Exception:  # noqa: BLE001 - not inside a submitit job
-        return int(os.environ.get("RANK", "0"))
 
 
 # ---------------------------------------------------------------------------------------------
