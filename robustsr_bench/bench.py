@@ -59,7 +59,7 @@ from .data.datasets import dataset_loader, make_train_loader
 from .errors import ConfigError
 from .losses import PerceptualLoss
 from .nets.vgg import VGGFeatureExtractor
-from .results import RunDir, atomic_path
+from .results import RunDir, atomic_write_text
 from .runner import needed_weights
 from .speed import to_channels_last
 from .tiling import tiled_restore
@@ -509,11 +509,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("bench.json", json.dumps(report, indent=2, default=str) + "\n"),
-                       ("bench.md", render_markdown(report))):
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(text)
+    atomic_write_text(out / "bench.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(out / "bench.md", render_markdown(report))
 
 
 def options_from_cli(args: dict[str, Any], overrides: dict[str, Any]) -> BenchOptions:
@@ -532,9 +529,7 @@ def bench_command(args: dict[str, Any], overrides: dict[str, Any], out: Path) ->
     if args.get("large"):
         result = large_inference(args["large"], device, args.get("tile"))
         result["machine"] = machine_info(device)
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "bench_large.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out / "bench_large.json", json.dumps(result, indent=2) + "\n")
         print(f"{result['lr_side']}^2 LR x{result['scale']} in {result['tile']} px tiles: "
               f"{result['seconds']:.1f} s, {result['out_mp_s']:.3f} MP/s, peak "
               f"{result['peak_mb']:.0f} MB -> {out / 'bench_large.json'}")
