@@ -57,6 +57,10 @@ def _datasets(verbose: bool) -> str:
 def render(kind: str, method: str | None = None, verbose: bool = False) -> str:
     if kind == "datasets":
         return _datasets(verbose)
+    if kind == "zoo":
+        from .zoo import render as render_zoo
+
+        return render_zoo()
     rows = {"methods": _methods, "profiles": lambda: _named("profiles"),
             "suites": lambda: _named("suites"), "metrics": _metrics,
             "ablations": lambda: _ablations(method)}[kind]()
