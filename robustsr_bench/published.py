@@ -39,10 +39,24 @@ class CheckpointError(UserError):
     """A file that is not a loadable super-resolution checkpoint."""
 
 
+def _install_extra_arches() -> None:
+    """Installing the optional ``spandrel-extra-arches`` package is the opt-in to its
+    architectures (non-commercial licences, see README); nothing happens without it."""
+    try:
+        import spandrel_extra_arches
+    except ImportError:
+        return
+    try:
+        spandrel_extra_arches.install(ignore_duplicates=True)
+    except Exception as exc:  # noqa: BLE001 - an incompatible version must not break loading
+        log.warning("spandrel-extra-arches is installed but could not be registered: %s", exc)
+
+
 def supported_families() -> list[str]:
-    """spandrel's architecture names (what ``evaluate`` can load), plus our RRDBNet."""
+    """spandrel's architecture names (what ``evaluate`` can load)."""
     from spandrel import MAIN_REGISTRY
 
+    _install_extra_arches()
     return [a.architecture.name for a in MAIN_REGISTRY.architectures("detection")]
 
 
@@ -169,6 +183,7 @@ def load_model(path: Path) -> LoadedModel:
 
     path = Path(path)
     state = read_state(path)
+    _install_extra_arches()
     try:
         desc = ModelLoader("cpu").load_from_state_dict(canonicalize_state_dict(dict(state)))
     except Exception as exc:  # noqa: BLE001 - detection misses raise several types
