@@ -325,3 +325,23 @@ def test_repository_zoo_is_well_formed():
                                                "91d2125df9d682f1")
     assert all(e.build.get("class") == e.architecture or e.architecture == "ESRGAN"
                for e in zoo.values())
+
+
+@pytest.mark.parametrize("grow", [4, 32])  # 4: our RRDBNet loader; 32: spandrel's ESRGAN
+def test_evaluating_a_trained_runs_checkpoint_reproduces_its_metrics(grow, tiny, isolated):
+    import pandas as pd
+
+    from tests.conftest import as_set_args
+
+    tiny.update({"model.num_grow_ch": grow, "train.init": "scratch"})
+    assert main(["run", "--method", "esrgan", *as_set_args(tiny)]) == 0
+    run = next((isolated / "runs").glob("esrgan-*"))
+    ckpt = run / "models" / f"net_g_{tiny['train.iters']}.pth"
+    assert main(["evaluate", str(ckpt), "--suites", "clean", "--device", "cpu",
+                 "--set", "eval.optional_metrics=[]"]) == 0
+    record, summary = _record(isolated)
+    assert summary["architecture"] == ("ESRGAN" if grow == 32 else HARNESS_RRDBNET)
+    keys = ["suite", "image", "metric"]
+    own = pd.read_csv(run / "metrics.csv").query("metric != 'seconds'").set_index(keys)
+    ours = pd.read_csv(record / "metrics.csv").query("metric != 'seconds'").set_index(keys)
+    assert len(own) > 0 and own["value"].equals(ours.loc[own.index, "value"])
