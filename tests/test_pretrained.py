@@ -345,3 +345,19 @@ def test_evaluating_a_trained_runs_checkpoint_reproduces_its_metrics(grow, tiny,
     own = pd.read_csv(run / "metrics.csv").query("metric != 'seconds'").set_index(keys)
     ours = pd.read_csv(record / "metrics.csv").query("metric != 'seconds'").set_index(keys)
     assert len(own) > 0 and own["value"].equals(ours.loc[own.index, "value"])
+
+
+def test_safetensors_checkpoints_load_too(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net, _ = _compact()
+    path = tmp_path / "tiny_compact.safetensors"
+    save_file(net.eval().state_dict(), str(path))
+    model = load_model(path)
+    lr = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        assert model.architecture == "Compact" and torch.equal(model.net(lr), net(lr).clamp(0, 1))
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(Exception, match="not a readable safetensors file"):
+        load_model(path)
