@@ -57,11 +57,9 @@ def _hat() -> tuple[torch.nn.Module, str]:
                mlp_ratio=2.0, upscale=4, upsampler="pixelshuffle", squeeze_factor=4), "params_ema"
 
 
-# family -> (builder, spandrel id, tiled output equals untiled to float rounding?)
-FAMILIES = {"ESRGAN": (_esrgan, "ESRGAN", True), "Compact": (_compact, "Compact", True),
-            "SwinIR": (_swinir, "SwinIR", True), "SPAN": (_span, "SPAN", True),
-            # HAT's channel attention pools over the whole input: a tile sees other means
-            "HAT": (_hat, "HAT", False)}
+# family -> (builder, spandrel architecture id)
+FAMILIES = {"ESRGAN": (_esrgan, "ESRGAN"), "Compact": (_compact, "Compact"),
+            "SwinIR": (_swinir, "SwinIR"), "SPAN": (_span, "SPAN"), "HAT": (_hat, "HAT")}
 
 
 def save_family(family: str, folder: Path) -> tuple[Path, torch.nn.Module]:
@@ -116,10 +114,10 @@ def test_harness_sr_equals_spandrels_direct_call(family, tmp_path):
         cfg = _tiling(_cfg(tile=8, overlap=20), model)  # 8 px tiles grow to the minimum
         tiled = restore_image(_Published(), lr, model.net, cfg)
         gap = (tiled - direct(lr)).abs().max().item()
-    if FAMILIES[family][2]:
-        assert gap < 1e-5, gap
-    else:
-        assert gap < 0.05, gap  # measured ~1e-3: global pooling differs, seams blended
+    # Receptive fields fit the overlap, so tiles equal the whole image to float rounding.
+    # HAT's channel attention pools over its whole input, so with trained weights its tiles
+    # can differ slightly; its random, 0.01-scaled branch here stays at rounding (1.5e-7).
+    assert gap < 1e-5, gap
 
 
 def _evaluate(path: Path, images: Path, *extra: str) -> int:
