@@ -20,9 +20,10 @@ evaluation reads), so a tile needs padding only where the image itself does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +104,7 @@ def _unsafe_global(message: str) -> str:
 class LoadedModel:
     """What evaluation needs to know about a loaded checkpoint."""
 
-    net: "PublishedSR"
+    net: PublishedSR
     architecture: str
     scale: int
     minimum: int

@@ -23,9 +23,8 @@ from robustsr_bench.cli import main
 from robustsr_bench.data.io import quantize, to_numpy, to_tensor
 from robustsr_bench.data.suites import load_suite
 from robustsr_bench.evaluate import restore_image
-from robustsr_bench.published import HARNESS_RRDBNET, load_model
 from robustsr_bench.pretrained import _Published, _tiling
-
+from robustsr_bench.published import HARNESS_RRDBNET, load_model
 from tests.conftest import REPO
 
 
@@ -146,6 +145,7 @@ def test_evaluate_writes_a_standard_record(family, tmp_path, isolated, capsys):
     assert set(metrics["metric"]) >= {"psnr_y", "ssim_y"} and metrics["image"].nunique() == 2
     # the saved SR image is spandrel's direct call on the suite's LR, quantised
     from spandrel import ModelLoader
+
     from robustsr_bench.data.layouts import list_images
 
     item = next(i for i in load_suite("clean", 4, list_images(str(images)), isolated, "")
