@@ -287,6 +287,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import parse_overrides
     from .pretrained import evaluate_command
+    from .report import run_table
     from .results import workdir
 
     overrides = parse_overrides(args.overrides)
@@ -295,8 +296,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             overrides[key] = value
     if args.suites:
         overrides["eval.suites"] = [s.strip() for s in args.suites.split(",") if s.strip()]
-    return evaluate_command(args.checkpoint, workdir(args.workdir), args.profile, args.name,
-                            overrides, args.force)
+    cfg, reference, run = evaluate_command(args.checkpoint, workdir(args.workdir), args.profile,
+                                           args.name, overrides, args.force)
+    print(f"\nrun {run.run_id} -> {run.path}\n")
+    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
+                    cfg.eval.suites))
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
 from .published import HARNESS_RRDBNET, LoadedModel, load_model
 from .results import RunDir, atomic_write_text, safe_name, summarize
-from .runner import run_logging
+from .runner import execute, reference_config, run_logging
 from .trainer import select_device
 from .zoo import ZooEntry, load_zoo
 
@@ -212,15 +212,9 @@ def _summary(cfg: Any, run: RunDir, source: Source, model: LoadedModel, digest: 
 
 
 def evaluate_command(name: str, root: Path, profile: str, label: str | None,
-                     overrides: dict[str, Any], force: bool) -> int:
-    """``evaluate``'s CLI: the record, then the same table ``run`` prints (bicubic first)."""
-    from . import runner
-    from .report import run_table
-
+                     overrides: dict[str, Any], force: bool) -> tuple[Any, RunDir, RunDir]:
+    """``evaluate``'s work: the record, and the bicubic reference on the same suites (the CLI
+    prints both as ``run`` does). Returns the evaluation config, the reference and the run."""
     run = evaluate_checkpoint(name, root, profile, label, overrides, force)
     cfg = eval_config(profile, overrides)
-    reference = runner.execute(runner.reference_config(cfg), root)
-    print(f"\nrun {run.run_id} -> {run.path}\n")
-    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
-                    cfg.eval.suites))
-    return 0
+    return cfg, execute(reference_config(cfg), root), run

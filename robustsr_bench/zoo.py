@@ -86,19 +86,3 @@ def load_zoo() -> dict[str, ZooEntry]:
 
 def zoo_entry(name: str) -> ZooEntry | None:
     return load_zoo().get(name)
-
-
-def render() -> str:
-    """What ``list zoo`` prints: one line per entry and whether its file is in the cache."""
-    from tabulate import tabulate
-
-    from .weights import hub_dir
-
-    rows = []
-    for e in load_zoo().values():
-        cached = (hub_dir() / CACHE_SUBDIR / e.file).is_file()
-        rows.append((e.name, e.architecture, f"x{e.scale}", e.licence,
-                     "yes" if cached else "no", "yes" if e.sha256 else "no (recorded per run)",
-                     e.paper))
-    return tabulate(rows, headers=["name", "architecture", "scale", "licence", "cached",
-                                   "published sha256", "paper"], tablefmt="plain")
