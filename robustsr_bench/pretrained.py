@@ -91,7 +91,8 @@ def resolve_source(name: str, label: str | None) -> Source:
         run = RunDir(path.parent.parent)  # a harness run's own checkpoint
         default = f"{run.run_id}.g{match.group(1)}"
         trained_on = str(run.read_summary().get("trained_on") or PUBLISHED)
-    return Source(path, safe_name(label or default, "--name"), entry, trained_on)
+    what = "--name" if label else "row label (from the file name; choose one with --name)"
+    return Source(path, safe_name(label or default, what), entry, trained_on)
 
 
 def eval_config(profile: str, overrides: dict[str, Any]) -> Any:

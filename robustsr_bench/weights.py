@@ -403,6 +403,10 @@ def fetch(names: Iterable[str] = (), source: Path | None = None, progress: bool 
                                         f"{w.filename}, {w.subdir}/{w.filename}, "
                                         f"hub/{w.subdir}/{w.filename})")
             results.append(_install(w, lambda tmp, f=found: shutil.copyfile(f, tmp)))
+        elif "drive.google.com" in w.url:  # an HTML page, not the file, comes back
+            raise WeightsFetchError(f"{w.name}: released on Google Drive, which cannot be fetched "
+                                    f"by URL; download {w.url} by hand, then run `weights fetch "
+                                    f"{w.name} --from DIR` (the sha256 is still checked)")
         else:
             results.append(_install(w, lambda tmp, w=w: _download(w.url, tmp, w.size, progress)))
         log.info("%s -> %s (%s)", w.name, w.path, results[-1].status)

@@ -359,3 +359,9 @@ def test_safetensors_checkpoints_load_too(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(Exception, match="not a readable safetensors file"):
         load_model(path)
+
+
+def test_google_drive_releases_say_how_to_fetch_them(capsys):
+    assert main(["weights", "fetch", "hat_s_x4"]) == 2
+    err = capsys.readouterr().err
+    assert "Google Drive" in err and "weights fetch hat_s_x4 --from DIR" in err
