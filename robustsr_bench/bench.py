@@ -382,6 +382,78 @@ def large_inference(lr_side: int, device: torch.device, tile: int | None = None,
             "model": f"{cfg.model.num_feat} ch x {cfg.model.num_block} blocks"}
 
 
+def zoo_inference(lr_side: int, repeats: int, device: torch.device) -> list[dict[str, Any]]:
+    """Output MP/s of every model-zoo architecture (``configs/zoo.yaml`` ``build``), built with
+    random weights and loaded the way ``evaluate`` loads a file (spandrel from the state dict,
+    padding to the size requirement included), on one ``lr_side``^2 LR image, untiled (median
+    of ``repeats`` after one warm-up). Entries with the same build are timed once; one that
+    cannot be built (or runs out of memory) gets its error instead of a rate."""
+    from .zoo import load_zoo
+
+    builds: dict[str, list[Any]] = {}
+    for e in load_zoo().values():
+        if e.build:
+            key = json.dumps(e.build, sort_keys=True)
+            builds.setdefault(key, [e.build, e.architecture, []])[2].append(e.name)
+    rows = []
+    for build, arch, names in builds.values():
+        row: dict[str, Any] = {"architecture": arch, "zoo": names, "lr_side": lr_side}
+        try:
+            row.update(_time_zoo_build(build, lr_side, repeats, device))
+        except Exception as exc:  # noqa: BLE001 - report what could not be built, time the rest
+            row["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+        rows.append(row)
+        log.info("zoo %s: %s", arch, row.get("out_mp_s", row.get("error")))
+    return rows
+
+
+def _time_zoo_build(build: dict[str, Any], lr_side: int, repeats: int,
+                    device: torch.device) -> dict[str, Any]:
+    import importlib
+
+    from spandrel import MAIN_REGISTRY
+
+    from .published import from_descriptor
+
+    cls = build["class"]
+    torch.manual_seed(0)
+    module = importlib.import_module(f"spandrel.architectures.{cls}")
+    loaded = from_descriptor(MAIN_REGISTRY.load(getattr(module, cls)(**build.get("args", {}))
+                                                .state_dict()))
+    net = loaded.net.to(device)
+    lr = torch.rand(1, 3, lr_side, lr_side, device=device)
+    seconds = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            _sync(device)
+            start = time.perf_counter()
+            net(lr)
+            _sync(device)
+            if i:  # the first call is the warm-up
+                seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {"parameters": loaded.parameters, "scale": loaded.scale, "seconds": median,
+            "out_mp_s": (lr_side * loaded.scale) ** 2 / 1e6 / median}
+
+
+def zoo_markdown(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    side = rows[0]["lr_side"] if rows else "?"
+    title = (f"Inference of each model-zoo architecture (random weights, untiled, {side} px LR "
+             f"side; device {machine['device']}, {machine['cpu']}, {machine['threads']} threads, "
+             f"load {machine['load_average_1m']})")
+    lines = [title, "",
+             "| architecture | zoo entries | parameters (M) | s / image | output MP/s |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        names = ", ".join(r["zoo"])
+        if "error" in r:
+            lines.append(f"| {r['architecture']} | {names} | - | - | {r['error']} |")
+        else:
+            lines.append(f"| {r['architecture']} | {names} | {r['parameters'] / 1e6:.2f} | "
+                         f"{r['seconds']:.3f} | {r['out_mp_s']:.4f} |")
+    return "\n".join(lines)
+
+
 # -- the benchmark ---------------------------------------------------------------------------
 
 
@@ -526,6 +598,13 @@ def options_from_cli(args: dict[str, Any], overrides: dict[str, Any]) -> BenchOp
 def bench_command(args: dict[str, Any], overrides: dict[str, Any], out: Path) -> int:
     """``bench``'s CLI: the full benchmark, or ``--large`` tiled inference alone."""
     device = select_device(args.get("device") or "auto")
+    if args.get("zoo"):
+        rows = zoo_inference(args.get("infer_lr") or 64, args.get("repeats") or 3, device)
+        report = {"machine": machine_info(device), "zoo_inference": rows}
+        atomic_write_text(out / "bench_zoo.json", json.dumps(report, indent=2) + "\n")
+        print(zoo_markdown(rows, report["machine"]))
+        print(f"wrote {out / 'bench_zoo.json'}")
+        return 0
     if args.get("large"):
         result = large_inference(args["large"], device, args.get("tile"))
         result["machine"] = machine_info(device)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from .errors import UserError
 
-LIST_KINDS = ("methods", "ablations", "profiles", "suites", "metrics", "datasets")
+LIST_KINDS = ("methods", "ablations", "profiles", "suites", "metrics", "datasets", "zoo")
 DATA_ROOT_HELP = "root of the datasets (= --set data.root=DIR; default $ROBUSTSR_DATA)"
 WORKDIR_HELP = "where runs and caches live (default $ROBUSTSR_WORKDIR or ./work)"
 
@@ -123,7 +123,25 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--large", type=int, metavar="LR_SIDE", help="only tiled x4 inference of one "
                    "LR_SIDE^2 image by the paper-size generator (time, MP/s, peak memory)")
     p.add_argument("--tile", type=int, help="with --large: tile side (default eval.tile_size)")
+    p.add_argument("--zoo", action="store_true", help="only inference MP/s of every model-zoo "
+                   "architecture with random weights (LR side --infer-lr, here default 64; "
+                   "--repeats, here default 3) -> <out>/bench_zoo.json")
     p.add_argument("--out", default="results", help="output folder (default: results)")
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_ZOO_NAME",
+                   help="a .pth/.safetensors file (any architecture spandrel detects, or a run's "
+                        "models/net_g_N.pth) or a model-zoo name (see `list zoo`)")
+    p.add_argument("--name", help="row label in tables (default: the zoo name or file stem)")
+    p.add_argument("--suites", help="comma-separated suites (default: the profile's protocol; "
+                   "= --set eval.suites=[...])")
+    p.add_argument("--profile", default="smoke", help="whose suites and metrics: smoke or paper")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
+    _set_arg(p, "override an eval field, e.g. --set eval.images=DIV2K:valid (repeatable)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    p.add_argument("--workdir", help=WORKDIR_HELP)
+    p.add_argument("--force", action="store_true", help="redo it even if this file was scored")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "verify a registered dataset"))
     _sweep_args(sub.add_parser("sweep", help="launch a sweep file's runs (debug, local or slurm)"))
     _status_args(sub.add_parser("status", help="per run of a sweep: pending/running/done/failed"))
+    _evaluate_args(sub.add_parser("evaluate", help="score a published or saved checkpoint "
+                                  "(spandrel) on the profile's suites; a run record for report"))
     _bench_args(sub.add_parser("bench", help="time every method's training step relative to "
                                "clean ESRGAN, memory, inference MP/s, loader images/s"))
     return parser
@@ -264,6 +284,26 @@ def cmd_data(args: argparse.Namespace) -> int:
                                        "edge_method": args.edge_method})
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import parse_overrides
+    from .pretrained import evaluate_command
+    from .report import run_table
+    from .results import workdir
+
+    overrides = parse_overrides(args.overrides)
+    for key, value in (("runtime.device", args.device), ("data.root", args.data_root)):
+        if value:
+            overrides[key] = value
+    if args.suites:
+        overrides["eval.suites"] = [s.strip() for s in args.suites.split(",") if s.strip()]
+    cfg, reference, run = evaluate_command(args.checkpoint, workdir(args.workdir), args.profile,
+                                           args.name, overrides, args.force)
+    print(f"\nrun {run.run_id} -> {run.path}\n")
+    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
+                    cfg.eval.suites))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -274,7 +314,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "weights": cmd_weights,
-            "sweep": cmd_sweep, "status": cmd_status, "data": cmd_data, "bench": cmd_bench}
+            "sweep": cmd_sweep, "status": cmd_status, "data": cmd_data, "bench": cmd_bench,
+            "evaluate": cmd_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

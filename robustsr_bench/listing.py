@@ -54,9 +54,24 @@ def _datasets(verbose: bool) -> str:
                          f"writes NAME_sub/ (BAPD layout), usable as a dataset name", *trees])
 
 
+def _zoo() -> str:
+    """The model zoo (``configs/zoo.yaml``) and whether each file is in the weights cache."""
+    from .weights import zoo_files
+    from .zoo import load_zoo
+
+    cached = {name: w.path.is_file() for name, w in zoo_files().items()}
+    rows = [(e.name, e.architecture, f"x{e.scale}", e.licence, "yes" if cached[e.name] else "no",
+             "yes" if e.sha256 else "no (recorded per run)", e.paper)
+            for e in load_zoo().values()]
+    return tabulate(rows, headers=["name", "architecture", "scale", "licence", "cached",
+                                   "published sha256", "paper"], tablefmt="plain")
+
+
 def render(kind: str, method: str | None = None, verbose: bool = False) -> str:
     if kind == "datasets":
         return _datasets(verbose)
+    if kind == "zoo":
+        return _zoo()
     rows = {"methods": _methods, "profiles": lambda: _named("profiles"),
             "suites": lambda: _named("suites"), "metrics": _metrics,
             "ablations": lambda: _ablations(method)}[kind]()

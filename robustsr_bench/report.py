@@ -41,6 +41,7 @@ _LABELS = {"psnr_y": "PSNR", "ssim_y": "SSIM", "psnr_rgb": "PSNR-RGB", "ssim_rgb
 # Recorded quantities that are not in the metric registry but still have a direction.
 _EXTRA_DIRECTIONS = {"seconds": False, "kernel_psnr": True}
 ROW_KEYS = ["method", "ablation", "profile", "trained_on"]
+PRETRAINED = "pretrained"  # records written by `evaluate` (robustsr_bench.pretrained)
 SEED_KEYS = ROW_KEYS + ["seed"]
 AVERAGE = "Average"
 NOTES = {"a": "not evaluated: the run's eval.suites lack this suite",
@@ -48,8 +49,17 @@ NOTES = {"a": "not evaluated: the run's eval.suites lack this suite",
          "c": "average needs every suite of the row"}
 
 
+def record_method(summary: dict) -> str:
+    """The method column of a record: ``pretrained:<label>`` for a checkpoint scored with
+    ``evaluate`` (each published model is its own row), else the method name."""
+    if summary["method"] == PRETRAINED and summary.get("label"):
+        return f"{PRETRAINED}:{summary['label']}"
+    return summary["method"]
+
+
 def run_label(summary: dict) -> str:
-    return summary["method"] + (f" [{summary['ablation']}]" if summary.get("ablation") else "")
+    return record_method(summary) + (f" [{summary['ablation']}]" if summary.get("ablation")
+                                     else "")
 
 
 def run_table(runs: Sequence[RunDir], metrics: Sequence[str], suites: Sequence[str],
@@ -214,6 +224,8 @@ def _read_run(path: Path, include_stale: bool) -> tuple[pd.DataFrame | None, dic
 def _stale_reason(cfg: dict | None, summary: dict) -> str:
     if cfg is None:
         return "config.yaml is missing or not valid YAML"
+    if summary["method"] == PRETRAINED:  # no training config: its checkpoint's sha256 names it
+        return ""
     current = _current_training_hash(summary["method"], summary["ablation"] or "",
                                      summary["profile"], int(summary["seed"]))
     if current is None:
@@ -250,7 +262,7 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
             log.warning("skipping run record %s: %s", path, reason)
             skipped.append(Skipped(str(path), reason))
             continue
-        ident = {k: summary[k] for k in ("method", "profile")}
+        ident = {"method": record_method(summary), "profile": summary["profile"]}
         ident.update(ablation=summary["ablation"] or "", seed=int(summary["seed"]),
                      trained_on=str(summary.get("trained_on", "unknown")), run_id=path.name,
                      path=str(path), finished=(path / "summary.json").stat().st_mtime_ns)
@@ -290,8 +302,9 @@ def select(frame: pd.DataFrame, sweep: str | None = None, methods: Sequence[str]
         listed = [k in keys for k in zip(frame["method"], frame["ablation"], frame["profile"],
                                           frame["seed"])]
         keep &= pd.Series(listed, index=frame.index, dtype=bool)
-    if methods:
-        keep &= frame["method"].isin(list(methods))
+    if methods:  # `pretrained` also selects every pretrained:<label> row
+        base = frame["method"].str.split(":").str[0]
+        keep &= frame["method"].isin(list(methods)) | base.isin(list(methods))
     if profile:
         keep &= frame["profile"] == profile
     return frame[keep]

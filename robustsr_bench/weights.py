@@ -10,8 +10,9 @@ one torchvision, lpips and pyiqa already read, so a file fetched once serves all
   ``load_file_from_url`` uses (we pass the path explicitly, so pyiqa's import-time copy of
   ``$TORCH_HOME`` does not matter);
 - LPIPS's linear layers, which ship inside the ``lpips`` wheel (checked, never fetched);
-- published Real-ESRGAN/Real-ESRNet generators (``--init PATH``) in
-  ``$TORCH_HOME/hub/robustsr_bench/`` (our choice: a folder of our own).
+- the model zoo's published SR checkpoints (``configs/zoo.yaml``: ``evaluate NAME``, ``--init``)
+  in ``$TORCH_HOME/hub/robustsr_bench/`` (our choice: a folder of our own); they are fetched by
+  name only, and their entries carry the whole published sha256 where one is known.
 
 Source facts: torchvision's file names embed the first 8 hex digits of the file's SHA-256, and its
 model docs give the sizes; LPIPS's ``alex.pth`` (lpips 0.1.4) hashes to ``df73285e...``, the prefix
@@ -128,12 +129,15 @@ def _brisque_svm(path: Path) -> None:
                          f"(expected (n,) and (n, {BRISQUE_FEATURES}))")
 
 
-def _rrdbnet_generator(path: Path) -> None:
-    """BasicSR layout: ``{'params_ema' or 'params': state dict}`` of an RRDBNet."""
-    obj = _torch_load(path)
-    state = obj.get("params_ema", obj.get("params")) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or "conv_first.weight" not in state:
-        raise ValueError("not a BasicSR RRDBNet checkpoint (no params_ema/params.conv_first)")
+def _zoo_checkpoint(architecture: str) -> Callable[[Path], None]:
+    """A model-zoo file must load (weights-only) as spandrel's ``architecture``."""
+    def validate(path: Path) -> None:
+        from .published import load_model
+
+        found = load_model(path).architecture
+        if found != architecture:
+            raise ValueError(f"loads as {found}, expected {architecture}")
+    return validate
 
 
 # --------------------------------------------------------------------------------- manifest
@@ -170,7 +174,6 @@ class WeightFile:
 
 _TV = "https://download.pytorch.org/models/"
 _PYIQA = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/"
-_REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download/"
 
 MANIFEST: dict[str, WeightFile] = {w.name: w for w in (
     WeightFile("vgg19", "vgg19-dcbb9e9d.pth", "checkpoints", _TV + "vgg19-dcbb9e9d.pth",
@@ -187,14 +190,6 @@ MANIFEST: dict[str, WeightFile] = {w.name: w for w in (
                "niqe (pyiqa, pristine-model Gaussian)", _niqe_mat),
     WeightFile("brisque", "brisque_svm_weights.pth", "pyiqa", _PYIQA + "brisque_svm_weights.pth",
                "brisque (pyiqa, SVR)", _brisque_svm),
-    WeightFile("realesrgan_x4plus", "RealESRGAN_x4plus.pth", "robustsr_bench",
-               _REAL_ESRGAN + "v0.1.0/RealESRGAN_x4plus.pth",
-               "--init for the paper profile (published Real-ESRGAN x4 generator)",
-               _rrdbnet_generator),
-    WeightFile("realesrnet_x4plus", "RealESRNet_x4plus.pth", "robustsr_bench",
-               _REAL_ESRGAN + "v0.1.1/RealESRNet_x4plus.pth",
-               "--init for the paper profile (published Real-ESRNet x4 generator)",
-               _rrdbnet_generator),
 )}
 
 
@@ -214,10 +209,28 @@ def _package_dir(package: str) -> Path:
     return Path(spec.origin).parent
 
 
+def zoo_files() -> dict[str, WeightFile]:
+    """The published SR checkpoints of ``configs/zoo.yaml`` as cache entries (fetched by name
+    only: a bare ``weights fetch`` gets the metric and loss files, not hundreds of MB of
+    models)."""
+    from .zoo import CACHE_SUBDIR, load_zoo
+
+    return {e.name: WeightFile(e.name, e.file, CACHE_SUBDIR, e.url,
+                               f"evaluate {e.name} ({e.architecture} x{e.scale}, {e.licence})",
+                               _zoo_checkpoint(e.architecture), e.size, e.sha256)
+            for e in load_zoo().values()}
+
+
+def manifest() -> dict[str, WeightFile]:
+    """:data:`MANIFEST` plus the model zoo."""
+    return {**MANIFEST, **zoo_files()}
+
+
 def weight_file(name: str) -> WeightFile:
-    if name not in MANIFEST:
-        raise ConfigError(f"unknown weight file '{name}'; valid: {', '.join(sorted(MANIFEST))}")
-    return MANIFEST[name]
+    files = manifest()
+    if name not in files:
+        raise ConfigError(f"unknown weight file '{name}'; valid: {', '.join(sorted(files))}")
+    return files[name]
 
 
 def fetch_command(names: Iterable[str]) -> str:
@@ -247,17 +260,18 @@ def resolve(names: Iterable[str]) -> list[WeightFile]:
     from .metrics import create_metric, list_metrics
 
     names = list(names)
+    files = manifest()
     if not names:
-        return list(MANIFEST.values())
+        return list(files.values())
     out: dict[str, WeightFile] = {}
     for name in names:
-        if name in MANIFEST:
-            out[name] = MANIFEST[name]
+        if name in files:
+            out[name] = files[name]
         elif name in list_metrics():
             out.update((n, MANIFEST[n]) for n in create_metric(name).weights)
         else:
             raise ConfigError(f"unknown weight file or metric '{name}'; valid files: "
-                              f"{', '.join(MANIFEST)}; metrics: {', '.join(list_metrics())}")
+                              f"{', '.join(files)}; metrics: {', '.join(list_metrics())}")
     return list(out.values())
 
 
@@ -303,8 +317,11 @@ def inspect(w: WeightFile, path: Path | None = None, verify_hash: bool = True) -
     digest = sha256(path)
     if digest.startswith(w.sha256_prefix):
         return FileStatus(w, OK, str(path))
-    return FileStatus(w, MISMATCH, f"{path}: sha256 {digest[:8]}..., published "
-                                   f"{w.sha256_prefix}... ({size} bytes, published {w.size})")
+    full = len(w.sha256_prefix) == len(digest)  # a whole published hash: show both whole
+    found, published = (digest, w.sha256_prefix) if full else (digest[:8] + "...",
+                                                                 w.sha256_prefix + "...")
+    return FileStatus(w, MISMATCH, f"{path}: sha256 {found}, published {published} "
+                                   f"({size} bytes, published {w.size})")
 
 
 def check(names: Iterable[str] = ()) -> list[FileStatus]:
@@ -369,7 +386,7 @@ def fetch(names: Iterable[str] = (), source: Path | None = None, progress: bool 
           force: bool = False) -> list[FileStatus]:
     """Download (or copy from ``source``) every named file that is not already intact."""
     results = []
-    for w in resolve(names):
+    for w in resolve(names) if names else MANIFEST.values():
         current = inspect(w)
         if not w.fetchable:
             log.info("%s: ships with the %s package (%s)", w.name, w.package, current.status)
@@ -386,7 +403,13 @@ def fetch(names: Iterable[str] = (), source: Path | None = None, progress: bool 
                                         f"{w.filename}, {w.subdir}/{w.filename}, "
                                         f"hub/{w.subdir}/{w.filename})")
             results.append(_install(w, lambda tmp, f=found: shutil.copyfile(f, tmp)))
+        elif "drive.google.com" in w.url:  # an HTML page, not the file, comes back
+            raise WeightsFetchError(f"{w.name}: released on Google Drive, which cannot be fetched "
+                                    f"by URL; download {w.url} by hand, then run `weights fetch "
+                                    f"{w.name} --from DIR` (the sha256 is still checked)")
         else:
             results.append(_install(w, lambda tmp, w=w: _download(w.url, tmp, w.size, progress)))
         log.info("%s -> %s (%s)", w.name, w.path, results[-1].status)
+        if results[-1].status == UNVERIFIED:  # no published hash: say what was installed
+            log.info("%s: sha256 of the installed file %s", w.name, sha256(w.path))
     return results
