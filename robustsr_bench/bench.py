@@ -51,7 +51,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch
+from robustsr_bench.methods.base import Batch
 
 from . import registry, weights
 from .config import schema_for

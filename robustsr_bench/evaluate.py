@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from methods.base import Method
+from robustsr_bench.methods.base import Method
 from .data import embedded
 from .data.blur_kernels import kernel_psnr
 from .data.io import quantize, save_image, to_numpy, to_tensor

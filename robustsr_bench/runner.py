@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import torch
 
-from methods.base import Method
+from robustsr_bench.methods.base import Method
 from . import __version__, distributed, registry, weights
 from .config import config_hash, flatten, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on

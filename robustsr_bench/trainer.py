@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.base import Batch, Method, Modules, TrainContext
+from robustsr_bench.methods.base import Batch, Method, Modules, TrainContext
 from . import __version__, distributed, speed
 from .config import config_hash, flatten, to_dict, training_hash
 from .data.datasets import make_train_loader

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import yaml
 from torchvision.models import vgg19
 
-from methods.and_degradation import AND, DegradationNet, antialias_downsample, binomial_kernel
-from methods.base import Batch, Modules, TrainContext
+from robustsr_bench.methods.and_degradation import AND, DegradationNet, antialias_downsample, binomial_kernel
+from robustsr_bench.methods.base import Batch, Modules, TrainContext
 from robustsr_bench import registry, runner
 from robustsr_bench.attacks import group_l2_norm, group_l2_pgd, random_group_l2
 from robustsr_bench.cli import main

@@ -102,7 +102,7 @@ def test_resume_in_process_is_bit_identical(tiny, isolated):
         if step == 5:
             raise Killed
 
-    from methods.esrgan import ESRGAN
+    from robustsr_bench.methods.esrgan import ESRGAN
     from robustsr_bench.trainer import Trainer
 
     run = RunDir.for_config(cfg, isolated / "b")
@@ -185,7 +185,7 @@ def test_non_finite_loss_stops_with_clear_message(tiny, isolated):
 
 def test_published_checkpoint_as_init(tiny, isolated, tmp_path):
     cfg = registry.resolve_config("esrgan", "smoke", overrides=tiny)
-    from methods.esrgan import ESRGAN
+    from robustsr_bench.methods.esrgan import ESRGAN
 
     net = ESRGAN().build_generator(cfg)
     torch.save({"params_ema": net.state_dict()}, tmp_path / "published.pth")
