@@ -25,8 +25,8 @@ import pandas as pd
 import seaborn as sns
 import yaml
 
-from .report import metric_label
-from .results import atomic_path
+from .files import atomic_path
+from .metric_specs import metric_label
 
 _PDF_METADATA = {"CreationDate": None}  # reproducible PDFs: no timestamp
 

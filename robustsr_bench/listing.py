@@ -5,6 +5,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from . import registry
+from .data.layouts import DATA_ENV, LAYOUTS
 
 
 def _methods() -> list[tuple[str, str]]:
@@ -39,8 +40,6 @@ def _metrics() -> list[tuple[str, str]]:
 
 def _datasets(verbose: bool) -> str:
     """One line per registered dataset; ``verbose`` adds its folder tree under the data root."""
-    from .data.layouts import DATA_ENV, LAYOUTS
-
     rows = [(spec.name, ",".join(spec.splits), ",".join(map(str, spec.scales)) or "any",
              "yes" if spec.has_reference else "no", spec.description)
             for spec in LAYOUTS.values()]

@@ -23,13 +23,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import (
+    check,
     merge_layer,
     read_yaml,
     schema_for,
     to_object,
     typed_base,
 )
+from .data.layouts import is_registered
+from .data.layouts import names as dataset_names
 from .errors import ConfigError
+from .files import safe_name
 
 ENTRY_POINT_GROUP = "robustsr_bench.methods"
 
@@ -128,8 +132,6 @@ def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
 def _check_ablation_name(name: Any, source: str) -> None:
     """An ablation name becomes part of the run folder's name, so it must be safe there
     (``../x`` would escape ``runs/``) and free of ``+``, which joins ablations."""
-    from .results import safe_name  # lazy: results imports pandas
-
     if not isinstance(name, str) or "+" in name:
         raise ConfigError(f"{source}: ablation name {name!r} is not allowed; use letters, digits "
                           f"and _ . = -")
@@ -168,8 +170,6 @@ def method_spec(name: str) -> MethodSpec:
 
 
 def _named_yaml(kind: str, folder: str, name: str) -> dict[str, Any]:
-    from .results import safe_name  # lazy: results imports pandas
-
     path = configs_dir() / folder / f"{safe_name(name, kind + ' name')}.yaml"
     if not path.is_file():
         raise unknown(kind, name, names_in(folder))
@@ -227,4 +227,8 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
     merge_layer(base, overrides or {}, "--set")
     merge_layer(base, {"method": method, "ablation": ablation, "profile": profile_name,
                        "seed": seed}, "run")
-    return to_object(base)
+    cfg = to_object(base)
+    # post-merge: the dataset catalogue is data, which the config schema does not import
+    check(cfg.data.train in ("embedded", "folder") or is_registered(cfg.data.train), "data.train",
+          cfg.data.train, f"one of: embedded, folder, {', '.join(dataset_names())}")
+    return cfg

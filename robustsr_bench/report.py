@@ -29,17 +29,16 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from .config import training_hash
+from . import registry, sweeps
+from .config import to_dict, training_hash
 from .errors import ConfigError
+from .files import Workdir, atomic_write_text
+# metric_label moved to metric_specs.py (re-exported here for callers of the old location)
+from .metric_specs import direction, metric_label
 from .results import RunDir
 
 log = logging.getLogger("robustsr_bench")
 
-_LABELS = {"psnr_y": "PSNR", "ssim_y": "SSIM", "psnr_rgb": "PSNR-RGB", "ssim_rgb": "SSIM-RGB",
-           "lpips_alex": "LPIPS", "niqe": "NIQE", "brisque": "BRISQUE", "piqe": "PIQE",
-           "kernel_psnr": "Kernel PSNR", "seconds": "Seconds"}
-# Recorded quantities that are not in the metric registry but still have a direction.
-_EXTRA_DIRECTIONS = {"seconds": False, "kernel_psnr": True}
 ROW_KEYS = ["method", "ablation", "profile", "trained_on"]
 SEED_KEYS = ROW_KEYS + ["seed"]
 AVERAGE = "Average"
@@ -106,21 +105,13 @@ def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[s
 # metric facts
 
 
-def metric_label(metric: str) -> str:
-    return _LABELS.get(metric, metric)
-
-
 @cache
 def higher_is_better(metric: str) -> bool | None:
-    """The metric registry's direction; ``None`` where nobody knows (shown unmarked)."""
-    from .metrics import create_metric
-
-    try:
-        return create_metric(metric).higher_is_better
-    except ConfigError:
-        if metric not in _EXTRA_DIRECTIONS:
-            log.warning("metric %r has no known direction; its best cells are not marked", metric)
-        return _EXTRA_DIRECTIONS.get(metric)
+    """The metric spec's direction; ``None`` where nobody knows (shown unmarked)."""
+    known = direction(metric)
+    if known is None:
+        log.warning("metric %r has no known direction; its best cells are not marked", metric)
+    return known
 
 
 def default_metrics(present: Iterable[str]) -> list[str]:
@@ -134,8 +125,6 @@ def default_metrics(present: Iterable[str]) -> list[str]:
 @cache
 def severity(suite: str) -> dict[str, Any] | None:
     """A suite's ``severity: {family, value, label}`` block (robustness-curve levels)."""
-    from . import registry
-
     try:
         block = registry.suite(suite).get("severity")
     except ConfigError:
@@ -167,9 +156,6 @@ class Records:
 
 @cache
 def _current_training_hash(method: str, ablation: str, profile: str, seed: int) -> str | None:
-    from . import registry
-    from .config import to_dict
-
     try:
         cfg = registry.resolve_config(method, profile, ablation, seed)
         return training_hash(to_dict(cfg))
@@ -244,7 +230,7 @@ def _images(source: Any, count: Any) -> str:
 def load_records(root: Path, include_stale: bool = False) -> Records:
     """Every finished run under ``<root>/runs``; broken, stale and superseded ones are listed."""
     parts, skipped, suites = [], [], []
-    for path in sorted(p for p in (Path(root) / "runs").glob("*") if p.is_dir()):
+    for path in sorted(p for p in Workdir(root).runs.glob("*") if p.is_dir()):
         frame, summary, reason = _read_run(path, include_stale)
         if frame is None:
             log.warning("skipping run record %s: %s", path, reason)
@@ -271,8 +257,6 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
 def sweep_runs(name: str) -> tuple[str, list[tuple[str, str, str, int]]]:
     """The sweep's name and (method, ablation, profile, seed) of every run it expands to
     (``runs:`` and ``grid:``, every profile and seed), in file order, as ``sweep`` plans them."""
-    from . import sweeps
-
     sweep = sweeps.load(name)
     return sweep.name, [(s.method, s.ablation, s.profile, s.seed) for s in sweeps.expand(sweep)]
 
@@ -520,8 +504,6 @@ def _method_order(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _ablation_order(method: str, present: Iterable[str]) -> list[str]:
     """The full method first, then its ablations in the order its YAML lists them."""
-    from . import registry
-
     try:
         listed = list(registry.method_spec(method).ablations)
     except ConfigError:
@@ -532,8 +514,6 @@ def _ablation_order(method: str, present: Iterable[str]) -> list[str]:
 
 def _switched_off(method: str, ablation: str) -> set[str]:
     """Components a (``+``-joined) ablation switches off, as its YAML declares (``off:``)."""
-    from . import registry
-
     try:
         declared = registry.method_spec(method).ablations
     except ConfigError:
@@ -729,8 +709,6 @@ class ReportBuilder:
 
 def _profile_suites(profile: str) -> list[str]:
     """The profile's ``eval.suites``: the protocol that defines the main table's columns."""
-    from . import registry
-
     try:
         suites = (registry.profile(profile).get("eval") or {}).get("suites") or []
     except ConfigError:
@@ -797,8 +775,6 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
 
 def _write(path: Path, text: str) -> Path:
     """Atomic, so a report killed mid-way leaves every file either old or new, never torn."""
-    from .results import atomic_write_text
-
     atomic_write_text(path, text)
     return path
 

@@ -17,42 +17,21 @@ from typing import Any, Iterator
 import torch
 
 from robustsr_bench.methods.base import Method
-from . import __version__, distributed, registry, weights
-from .config import config_hash, flatten, to_dict, training_hash
+from . import __version__, distributed, plan, registry, weights
+from .config import config_hash, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on
 from .errors import ConfigError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
 from .nets.rrdbnet import load_generator_file
-from .results import RunDir, atomic_path, run_id, summarize
+from .files import Workdir, atomic_path
+from .plan import run_id
+# moved to plan.py (re-exported here for callers of the old location)
+from .plan import BASELINE_METHOD, baseline_config, init_method, reference_config  # noqa: F401
+from .results import RunDir, summarize
 from .trainer import Checkpoints, Trainer, atomic_torch_save, select_device, torch_load
 
 log = logging.getLogger("robustsr_bench")
-BASELINE_METHOD = "esrgan"
-_SHARED_SECTIONS = ("scale", "model", "disc", "data")
-
-
-def baseline_config(cfg: Any, method: str = BASELINE_METHOD) -> Any:
-    """The run ``cfg`` fine-tunes from: by default the clean ESRGAN run (the papers' protocol),
-    or the default variant of ``method`` (``train.init: method:and``, e.g. ANDGAN from ANDNet).
-    Same profile, seed, architecture and training data; the rest from that method's YAML."""
-    shared = {k: v for k, v in to_dict(cfg).items() if k in _SHARED_SECTIONS}
-    return registry.resolve_config(method, cfg.profile, "", cfg.seed, flatten(shared))
-
-
-def init_method(init: str) -> str | None:
-    """The method whose run ``train.init`` starts from (``baseline`` -> esrgan), else None."""
-    if init == "baseline":
-        return BASELINE_METHOD
-    return init.removeprefix("method:") if init.startswith("method:") else None
-
-
-def reference_config(cfg: Any) -> Any:
-    """The bicubic row evaluated on exactly the same suites as ``cfg``."""
-    shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"], "data.root": cfg.data.root}
-    return registry.resolve_config("bicubic", cfg.profile, "", cfg.seed, flatten(shared))
-
-
 def needed_weights(cfg: Any, method: Method) -> list[str]:
     """Every pretrained file the run must have: VGG19 for a perceptual loss, and the files of
     each metric in ``eval.metrics`` (``eval.optional_metrics`` are skipped when absent)."""
@@ -70,9 +49,9 @@ def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None
     init = cfg.train.init
     if init == "scratch" or not method.trains:
         return None, "scratch"
-    source = init_method(init)
+    source = plan.start_method(cfg)
     if source:
-        base_cfg = baseline_config(cfg, source)
+        base_cfg = plan.baseline_config(cfg, source)
         if run_id(base_cfg) == run_id(cfg):
             raise ConfigError(f"train.init={init} would start this run from itself; "
                               f"use scratch or a checkpoint path")
@@ -150,7 +129,7 @@ def adopt_trained_weights(cfg: Any, run: RunDir, root: Path) -> str | None:
         return None
     wanted = training_hash(to_dict(cfg))
     prefix = run.run_id.rsplit("-", 1)[0] + "-"
-    for donor in sorted((root / "runs").glob(f"{prefix}*")):
+    for donor in sorted(Workdir(root).runs.glob(f"{prefix}*")):
         if donor == run.path or not RunDir(donor).is_done():
             continue
         donor_cfg = RunDir(donor).read_config()

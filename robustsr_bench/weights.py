@@ -25,7 +25,6 @@ verifies it and renames it into place, so an interrupted fetch never leaves a ha
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -40,6 +39,8 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, MissingWeightsError, UserError
+from .files import file_sha256 as sha256
+from .metric_specs import SPECS
 
 log = logging.getLogger("robustsr_bench")
 
@@ -244,8 +245,6 @@ def require(names: Iterable[str]) -> dict[str, Path]:
 def resolve(names: Iterable[str]) -> list[WeightFile]:
     """Manifest entries for file names and/or metric names (a metric means all its files);
     nothing means the whole manifest."""
-    from .metrics import create_metric, list_metrics
-
     names = list(names)
     if not names:
         return list(MANIFEST.values())
@@ -253,11 +252,11 @@ def resolve(names: Iterable[str]) -> list[WeightFile]:
     for name in names:
         if name in MANIFEST:
             out[name] = MANIFEST[name]
-        elif name in list_metrics():
-            out.update((n, MANIFEST[n]) for n in create_metric(name).weights)
+        elif name in SPECS:
+            out.update((n, MANIFEST[n]) for n in SPECS[name].weights)
         else:
             raise ConfigError(f"unknown weight file or metric '{name}'; valid files: "
-                              f"{', '.join(MANIFEST)}; metrics: {', '.join(list_metrics())}")
+                              f"{', '.join(MANIFEST)}; metrics: {', '.join(SPECS)}")
     return list(out.values())
 
 
@@ -275,14 +274,6 @@ class FileStatus:
     @property
     def usable(self) -> bool:
         return self.status in _USABLE
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def inspect(w: WeightFile, path: Path | None = None, verify_hash: bool = True) -> FileStatus:

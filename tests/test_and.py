@@ -13,7 +13,7 @@ from torchvision.models import vgg19
 
 from robustsr_bench.methods.and_degradation import AND, DegradationNet, antialias_downsample, binomial_kernel
 from robustsr_bench.methods.base import Batch, Modules, TrainContext
-from robustsr_bench import registry, runner
+from robustsr_bench import plan, registry, runner
 from robustsr_bench.attacks import group_l2_norm, group_l2_pgd, random_group_l2
 from robustsr_bench.cli import main
 from robustsr_bench.errors import ConfigError, MissingWeightsError
@@ -274,7 +274,7 @@ def tiny_init_runs(tiny, monkeypatch: pytest.MonkeyPatch) -> dict:
     def quick(cfg, method: str = runner.BASELINE_METHOD):
         return registry.resolve_config(method, cfg.profile, "", cfg.seed, overrides)
 
-    monkeypatch.setattr(runner, "baseline_config", quick)
+    monkeypatch.setattr(plan, "baseline_config", quick)
     return overrides
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robustsr_bench import registry, runner
+from robustsr_bench import plan, registry, runner
 from robustsr_bench.cli import main
 from robustsr_bench.errors import MissingWeightsError
 from robustsr_bench.results import RunDir
@@ -216,9 +216,9 @@ def test_fine_tune_id_covers_the_run_it_starts_from(tiny, monkeypatch):
     def longer_baseline(c, method=runner.BASELINE_METHOD):
         return registry.resolve_config(method, c.profile, "", c.seed, {"train.iters": 7})
 
-    monkeypatch.setattr(runner, "baseline_config", longer_baseline)
+    monkeypatch.setattr(plan, "baseline_config", longer_baseline)
     assert run_id(cfg) != before
-    monkeypatch.setattr(runner, "baseline_config", original)
+    monkeypatch.setattr(plan, "baseline_config", original)
     assert run_id(cfg) == before
     scratch = registry.resolve_config("esrgan", "smoke", overrides=tiny)
     assert run_id(scratch).startswith("esrgan-smoke-s0-")
