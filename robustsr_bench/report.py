@@ -35,6 +35,7 @@ from .errors import ConfigError
 from .files import Workdir, atomic_write_text
 # metric_label moved to metric_specs.py (re-exported here for callers of the old location)
 from .metric_specs import direction, metric_label
+from .plan import BASELINE_METHOD
 from .results import RunDir
 
 log = logging.getLogger("robustsr_bench")
@@ -679,32 +680,45 @@ class ReportBuilder:
         self.figures.append((caption, stem.with_suffix(".png").relative_to(self.out)))
 
     def _grids(self) -> None:
-        """One comparison per (suite, image) that some shown run saved an SR output for."""
-        runs = self.seeds.drop_duplicates("run_id").sort_values(["method", "ablation", "seed"])
-        found: dict[tuple[str, str], list[tuple[str, Path]]] = {}
-        for run_path, label in zip(runs["path"], [row_label(m, a) for m, a in
-                                                  zip(runs["method"], runs["ablation"])]):
-            for png in sorted(Path(run_path).glob("images/*/*.png")):
-                panels = found.setdefault((png.parent.name, png.stem), [])
-                if label not in [p[0] for p in panels] and not label.startswith("bicubic"):
-                    panels.append((label, png))
+        """Per (suite, image) that some shown run saved an SR output for: one comparison of the
+        methods' full variants, and one of the ablations (each next to its full method)."""
+        runs = self.seeds.drop_duplicates("run_id")
+        methods = sorted(set(runs["method"]), key=lambda m: (m != BASELINE_METHOD, m))
+        keys = [(m, a) for m in methods
+                for a in _ablation_order(m, runs[runs["method"] == m]["ablation"])]
+        found: dict[tuple[str, str], dict[tuple[str, str], Path]] = {}
+        for method, ablation in keys:
+            if method == "bicubic":  # drawn from the suite's LR input in every grid
+                continue
+            rows = runs[(runs["method"] == method) & (runs["ablation"] == ablation)]
+            for png in sorted(Path(rows.sort_values("seed")["path"].iloc[0]).glob(
+                    "images/*/*.png")):
+                found.setdefault((png.parent.name, png.stem), {})[(method, ablation)] = png
         place = {s: i for i, s in enumerate(self.suites + self.extra + self.levelled)}
-        for (suite, stem), panels in sorted(found.items(),
-                                            key=lambda kv: (place.get(kv[0][0], len(place)), kv[0])):
-            path = self.out / "grids" / f"{suite}_{stem}.png"
-            if self.draw:
-                self._draw_grid(suite, stem, panels, path)
-            self.figures.append((f"Visual comparison: {suite}, {stem}",
-                                 path.relative_to(self.out)))
+        for (suite, stem), by_key in sorted(
+                found.items(), key=lambda kv: (place.get(kv[0][0], len(place)), kv[0])):
+            ablated = {m for m, a in by_key if a}
+            full = [(row_label(m, a), p) for (m, a), p in by_key.items() if not a]
+            ablations = [(row_label(m, a), p) for (m, a), p in by_key.items() if m in ablated]
+            for kind, panels, name in (("full variants", full, f"{suite}_{stem}"),
+                                       ("ablations", ablations, f"{suite}_{stem}_ablations")):
+                if not panels:
+                    continue
+                path = self.out / "grids" / f"{name}.png"
+                if self.draw:
+                    self._draw_grid(suite, stem, panels, path, kind)
+                self.figures.append((f"Visual comparison ({kind}): {suite}, {stem}",
+                                     path.relative_to(self.out)))
 
     def _draw_grid(self, suite: str, stem: str, panels: list[tuple[str, Path]],
-                   path: Path) -> None:
+                   path: Path, kind: str = "") -> None:
         from .data.io import load_image
 
         figures = _figures()
         hr, bicubic = figures.suite_pair(panels[0][1].parents[2], suite, stem, self.root)
         images = [("GT", hr), ("bicubic", bicubic)] + [(lbl, load_image(p)) for lbl, p in panels]
-        figures.visual_grid(images, figures.GridCrop(*self.opts.crop), f"{suite} / {stem}", path)
+        title = f"{suite} / {stem}" + (f": {kind}" if kind else "")
+        figures.visual_grid(images, figures.GridCrop(*self.opts.crop), title, path)
 
 
 def _profile_suites(profile: str) -> list[str]:
