@@ -13,6 +13,7 @@ from typing import Any
 
 from . import registry
 from .config import config_hash, flatten, to_dict
+from .errors import ConfigError
 from .files import safe_name
 
 BASELINE_METHOD = "esrgan"
@@ -47,6 +48,25 @@ def start_method(cfg: Any) -> str | None:
     if source is None or not registry.method_spec(cfg.method).load_adapter().trains:
         return None
     return source
+
+
+def dependencies(cfg: Any) -> list[Any]:
+    """The configs of the runs ``cfg`` starts from, the first to run first: ``[esrgan]`` for a
+    fine-tune of the baseline, ``[esrgan, and]`` for ANDGAN (from ANDNet, from the baseline)."""
+    chain: list[Any] = []
+    seen = [run_id(cfg)]
+    current, source = cfg, start_method(cfg)
+    while source:
+        base = baseline_config(current, source)
+        rid = run_id(base)
+        if rid in seen:
+            what = "this run" if rid == seen[0] else f"run {rid}"
+            raise ConfigError(f"train.init={current.train.init} would start {what} from itself; "
+                              f"use scratch or a checkpoint path")
+        seen.append(rid)
+        chain.insert(0, base)
+        current, source = base, start_method(base)
+    return chain
 
 
 def run_id(cfg: Any) -> str:

@@ -43,19 +43,18 @@ def needed_weights(cfg: Any, method: Method) -> list[str]:
 def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None, str]:
     """G's starting weights per ``train.init`` and where they came from.
 
-    ``scratch``; ``baseline`` (the clean ESRGAN run, trained first if absent); ``method:NAME``
-    (that method's default run, e.g. ANDGAN from ANDNet); or a checkpoint path.
+    ``scratch``; ``baseline`` (the clean ESRGAN run, which :func:`execute` finishes first);
+    ``method:NAME`` (that method's default run, e.g. ANDGAN from ANDNet); or a checkpoint path.
     """
     init = cfg.train.init
     if init == "scratch" or not method.trains:
         return None, "scratch"
     source = plan.start_method(cfg)
     if source:
-        base_cfg = plan.baseline_config(cfg, source)
-        if run_id(base_cfg) == run_id(cfg):
-            raise ConfigError(f"train.init={init} would start this run from itself; "
-                              f"use scratch or a checkpoint path")
-        base_run = execute(base_cfg, root)
+        base_run = RunDir.for_config(plan.baseline_config(cfg, source), root)
+        if not base_run.is_done():
+            raise ConfigError(f"run {run_id(cfg)} starts from run {base_run.run_id}, which is not "
+                              f"finished; run both with `run` or a sweep")
         path = Checkpoints(base_run, 1).final_generator()
         return torch_load(path)["params_ema"], base_run.run_id
     net = method.build_generator(cfg)
@@ -81,15 +80,36 @@ def run_logging(run: RunDir) -> Iterator[None]:
 
 
 def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
-    """Train (unless test-time) and evaluate one run; returns its finished directory."""
+    """Run ``cfg`` after the runs it starts from (:func:`plan.dependencies`), each finished one
+    reused; ``force`` redoes ``cfg`` only. Every unfinished run's inputs are checked first, so a
+    missing file fails before the baseline trains for hours."""
+    chain = plan.dependencies(cfg)
+    if RunDir.for_config(cfg, root).is_done() and not force:
+        chain = []  # finished: the runs it started from are not needed again
+    for c in [*chain, cfg]:
+        if (force and c is cfg) or not RunDir.for_config(c, root).is_done():
+            preflight(c)
+    for base in chain:
+        execute_one(base, root)
+    return execute_one(cfg, root, force)
+
+
+def preflight(cfg: Any) -> tuple[Method, dict[str, Path]]:
+    """The run's adapter and pretrained files; unknown suites and missing files fail here."""
+    method = registry.method_spec(cfg.method).load_adapter()
+    for suite in cfg.eval.suites:  # a misspelt suite fails now, not after hours of training
+        registry.suite(suite)
+    return method, weights.require(needed_weights(cfg, method))
+
+
+def execute_one(cfg: Any, root: Path, force: bool = False) -> RunDir:
+    """Train (unless test-time) and evaluate one run whose start run (if any) is finished;
+    returns its finished directory."""
     run = RunDir.for_config(cfg, root)
     if run.is_done() and not force:
         log.info("%s: finished run found, reusing it (--force to redo)", run.run_id)
         return run
-    method = registry.method_spec(cfg.method).load_adapter()
-    for suite in cfg.eval.suites:  # a misspelt suite fails now, not after hours of training
-        registry.suite(suite)
-    paths = weights.require(needed_weights(cfg, method))
+    method, paths = preflight(cfg)
     init_g, init_from = initial_generator(cfg, method, root)
     group = distributed.current()  # several ranks train; rank 0 alone writes and evaluates
     if force and run.path.exists() and group.is_main:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robustsr_bench import plan, registry
+from robustsr_bench import plan, registry, runner
 from robustsr_bench.cli import main
+from robustsr_bench.errors import ConfigError
 from robustsr_bench.report import load_records
 from tests.conftest import TINY, as_set_args
 
@@ -51,3 +52,16 @@ def test_run_sweep_and_report_agree_on_the_run_id(tiny_configs, isolated, tmp_pa
     assert f"run {planned} -> " in capsys.readouterr().out
     assert [p.name for p in (isolated / "runs").iterdir()] == [planned]  # no baseline trained
     assert set(load_records(isolated).frame["run_id"]) == {planned}
+
+
+def test_dependencies_come_first_and_are_not_trained_by_the_run_itself(tiny_configs,
+                                                                        isolated) -> None:
+    andgan = registry.resolve_config("and", "smoke", "gan", overrides=TINY)
+    chain = plan.dependencies(andgan)
+    assert [(c.method, c.ablation) for c in chain] == [("esrgan", ""), ("and", "")]
+    assert plan.dependencies(chain[0]) == []
+    rsr = registry.resolve_config("rsr", "smoke", overrides=TINY)
+    base = plan.run_id(plan.dependencies(rsr)[0])
+    with pytest.raises(ConfigError, match=f"starts from run {base}, which is not finished"):
+        runner.execute_one(rsr, isolated)
+    assert not (isolated / "runs" / base).exists()

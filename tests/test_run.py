@@ -85,7 +85,7 @@ def test_new_eval_suites_reuse_the_trained_weights(tiny, isolated):
 def test_robust_method_fine_tunes_from_the_cached_baseline(tiny_configs, isolated):
     cfg = registry.resolve_config("esrgan", "smoke", overrides={"train.init": "baseline"})
     run = runner.execute(cfg, isolated)
-    base = RunDir.for_config(runner.baseline_config(cfg), isolated)
+    base = RunDir.for_config(plan.baseline_config(cfg), isolated)
     assert base.is_done(), "the clean baseline is trained first"
     assert run.read_summary()["init"] == base.run_id
 
@@ -211,9 +211,9 @@ def test_fine_tune_id_covers_the_run_it_starts_from(tiny, monkeypatch):
 
     cfg = registry.resolve_config("rsr", "smoke", overrides=tiny)
     before = run_id(cfg)
-    original = runner.baseline_config
+    original = plan.baseline_config
 
-    def longer_baseline(c, method=runner.BASELINE_METHOD):
+    def longer_baseline(c, method=plan.BASELINE_METHOD):
         return registry.resolve_config(method, c.profile, "", c.seed, {"train.iters": 7})
 
     monkeypatch.setattr(plan, "baseline_config", longer_baseline)
