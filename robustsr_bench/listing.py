@@ -6,6 +6,7 @@ from tabulate import tabulate
 
 from . import registry
 from .data.layouts import DATA_ENV, LAYOUTS
+from .metric_specs import SPECS
 
 
 def _methods() -> list[tuple[str, str]]:
@@ -27,11 +28,8 @@ def _named(folder: str) -> list[tuple[str, str]]:
 
 
 def _metrics() -> list[tuple[str, str]]:
-    from .metrics import create_metric, list_metrics
-
     rows = []
-    for name in list_metrics():
-        m = create_metric(name)
+    for name, m in SPECS.items():
         direction = "higher is better" if m.higher_is_better else "lower is better"
         ref = "needs reference" if m.needs_reference else "no reference"
         rows.append((name, f"{direction}; {ref}"))

@@ -34,7 +34,7 @@ from .config import to_dict, training_hash
 from .errors import ConfigError
 from .files import Workdir, atomic_write_text
 # metric_label moved to metric_specs.py (re-exported here for callers of the old location)
-from .metric_specs import direction, metric_label
+from .metric_specs import SPECS, direction, metric_label
 from .plan import BASELINE_METHOD
 from .results import RunDir
 
@@ -117,10 +117,8 @@ def higher_is_better(metric: str) -> bool | None:
 
 def default_metrics(present: Iterable[str]) -> list[str]:
     """Quality metrics of the registry that the records hold, in the registry's order."""
-    from .metrics import list_metrics
-
     present = set(present)
-    return [m for m in list_metrics() if m in present]
+    return [m for m in SPECS if m in present]
 
 
 @cache

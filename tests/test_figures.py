@@ -62,3 +62,17 @@ def test_grid_panel_order_is_gt_then_bicubic_then_methods(grid_records: Path, tm
     assert full == ["GT", "bicubic", "esrgan", "and", "bapd", "ddsr", "rsr"]
     assert ablations[:4] == ["GT", "bicubic", "bapd", "bapd [no_pixel_attack]"]
     assert ablations[-2:] == ["rsr", "rsr [no_attack]"]
+
+
+def test_metric_specs_are_the_one_table_of_labels_and_directions() -> None:
+    from robustsr_bench.metric_specs import RECORDED, SPECS, direction, metric_label
+    from robustsr_bench.metrics import create_metric, list_metrics
+
+    assert list_metrics() == list(SPECS)
+    for name, spec in SPECS.items():
+        metric = create_metric(name)
+        assert (metric.higher_is_better, metric.needs_reference, metric.weights) == (
+            spec.higher_is_better, spec.needs_reference, spec.weights)
+    assert [metric_label(n) for n in RECORDED] == ["Kernel PSNR", "Seconds"]
+    assert direction("seconds") is False and direction("kernel_psnr") is True
+    assert direction("unknown_quantity") is None and metric_label("x") == "x"
