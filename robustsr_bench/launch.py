@@ -170,12 +170,11 @@ def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
             return
         if spec.run_id in chain:
             raise ConfigError(f"run {spec.run_id} depends on itself through train.init")
-        cfg = spec.config()
         deps = []
-        source = planning.start_method(cfg)
-        if source is not None:
-            base = RunSpec.from_config(planning.baseline_config(cfg, source))
-            if base.run_id != spec.run_id and not _run_dir(root, base.run_id).is_done():
+        bases = planning.dependencies(spec.config())  # the one init rule; cycles refused
+        if bases:
+            base = RunSpec.from_config(bases[-1])
+            if not _run_dir(root, base.run_id).is_done():
                 visit(base, chain + (spec.run_id,))
                 deps.append(base.run_id)
         ordered[spec.run_id] = Planned(spec, deps)
