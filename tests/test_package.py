@@ -4,6 +4,7 @@ inside ``robustsr_bench`` and runs from any folder, without the source tree."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -21,7 +22,14 @@ from tests.conftest import REPO, TINY, as_set_args
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+    # Built from a clean copy: setuptools' build/ folder in the tree would keep deleted modules.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src)
+    for name in ("robustsr_bench", "methods", "configs"):
+        shutil.copytree(REPO / name, src / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
                     "--no-build-isolation", "-q", "-w", str(out)],
                    check=True, capture_output=True, text=True)
     (whl,) = out.glob("robustsr_bench-*.whl")
