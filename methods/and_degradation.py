@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from methods.base import Batch, Method, Modules, TrainContext
+from robustsr_bench.methods.base import Batch, Method, Modules, TrainContext
 from robustsr_bench.attacks import (
     frozen,
     group_l2_pgd,

@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.base import Batch, Method, Modules, Outputs, TrainContext
+from robustsr_bench.methods.base import Batch, Method, Modules, Outputs, TrainContext
 from robustsr_bench.attacks import AttackObjective, LinfPGDConfig, frozen
 from robustsr_bench.config import check
 from robustsr_bench.data.edges import EdgeConfig, edge_map, gaussian_blur

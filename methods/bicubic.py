@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from methods.base import Method
+from robustsr_bench.methods.base import Method
 from robustsr_bench.data.degradations import bicubic_resize
 
 

@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.base import Method
+from robustsr_bench.methods.base import Method
 from robustsr_bench.config import check
 from robustsr_bench.data.blur_kernels import (
     CENTRES,

@@ -5,7 +5,7 @@ clean bicubic pairs. Trained from scratch it is the profile's *clean baseline*; 
 fine-tune from it (``train.init: baseline``).
 """
 
-from methods.base import Method
+from robustsr_bench.methods.base import Method
 
 
 class ESRGAN(Method):

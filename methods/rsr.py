@@ -37,7 +37,7 @@ from typing import Any
 
 from torch import Tensor
 
-from methods.base import Batch, Method, Modules, TrainContext
+from robustsr_bench.methods.base import Batch, Method, Modules, TrainContext
 from robustsr_bench.attacks import AttackObjective, LinfPGDConfig, frozen
 from robustsr_bench.config import check
 from robustsr_bench.errors import ConfigError

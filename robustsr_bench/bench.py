@@ -50,16 +50,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from methods.base import Batch
+from robustsr_bench.methods.base import Batch
 
 from . import registry, weights
 from .config import schema_for
-from .data.datasets import dataset_loader, make_train_loader
+from .data.datasets import make_train_loader
 from .errors import ConfigError
 from .losses import PerceptualLoss
+from .files import Workdir, atomic_write_text
 from .nets.vgg import VGGFeatureExtractor
-from .results import RunDir, atomic_write_text
+from .results import RunDir
 from .runner import needed_weights
 from .speed import to_channels_last
 from .tiling import tiled_restore
@@ -68,6 +70,19 @@ from .trainer import Trainer, select_device
 log = logging.getLogger("robustsr_bench")
 SIZES = ("paper", "smoke")
 DEFAULT_METHODS = ("esrgan", "rsr", "and", "bapd")
+
+
+# moved from data/datasets.py: it resolves a whole run config, which the data layer must not
+def dataset_loader(name: str, root: str = "", split: str = "train", overrides: Any = None,
+                   start_step: int = 0) -> DataLoader:
+    """The training loader a run on registered dataset ``name`` would use (for ``bench``).
+
+    ``overrides`` is a ``{dotted.key: value}`` dict on top of the smoke ESRGAN config, e.g.
+    ``{"scale": 4, "train.batch_size": 16, "train.patch_size": 128, "runtime.num_workers": 8}``.
+    """
+    cfg = registry.resolve_config("esrgan", "smoke", overrides={
+        "data.train": name, "data.root": root, "data.split": split, **(overrides or {})})
+    return make_train_loader(cfg, start_step)
 
 
 @dataclass
@@ -243,7 +258,7 @@ def _perceptual(cfg: Any, device: torch.device) -> PerceptualLoss:
 def build_trainer(cfg: Any, workdir: Path) -> Trainer:
     """The run's trainer, fresh weights, writing nothing (its run dir is a temp folder)."""
     method = registry.method_spec(cfg.method).load_adapter()
-    trainer = Trainer(cfg, method, RunDir(workdir / "runs" / cfg.method), None, None)
+    trainer = Trainer(cfg, method, RunDir(Workdir(workdir).run(cfg.method)), None, None)
     if "vgg19" in needed_weights(cfg, method):
         trainer.perceptual = _perceptual(cfg, trainer.device)
     return trainer

@@ -193,16 +193,16 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import distributed, registry, results, runner
+    from . import plan, registry, results, runner, world
     from .report import run_table
 
     cfg = registry.resolve_config(args.method, args.profile, args.ablation, args.seed,
                                   _overrides(args))
     root = results.workdir(args.workdir)
-    run = distributed.execute(cfg, root, force=args.force)
+    run = world.execute(cfg, root, force=args.force)
     if run is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
-    reference = runner.execute(runner.reference_config(cfg), root)
+    reference = runner.execute(plan.reference_config(cfg), root)
     print(f"\nrun {run.run_id} -> {run.path}\n")
     print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
                     cfg.eval.suites))

@@ -144,10 +144,6 @@ class DataConfig:
     split: str = ""
 
     def __post_init__(self) -> None:
-        from .data.layouts import is_registered, names  # lazy: data imports this module
-
-        check(self.train in ("embedded", "folder") or is_registered(self.train), "data.train",
-              self.train, f"one of: embedded, folder, {', '.join(names())}")
         check(self.train != "folder" or bool(self.hr_dir), "data.hr_dir", self.hr_dir,
               "a folder of HR images when data.train=folder")
 

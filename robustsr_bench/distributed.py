@@ -41,14 +41,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError
 
 log = logging.getLogger("robustsr_bench")
 # An odd 63-bit constant (the golden ratio's): rank r's seed stream is far from rank 0's.
@@ -241,70 +240,7 @@ def process_group(backend_device: str, timeout_min: float) -> Iterator[Group]:
         dist.destroy_process_group()
 
 
-def execute(cfg: Any, root: Path, force: bool = False) -> Any:
-    """``runner.execute`` over the run's world size: in this process, in the group a launcher
-    started, or in ``runtime.world_size`` processes spawned here. Returns the run's directory
-    on rank 0 and None on the other ranks (which must not report)."""
-    from . import runner
-
-    world = wanted_world_size(cfg)
-    if world > 1:
-        local_batch(cfg.train.batch_size, world)
-    if world > 1 and env_world_size() <= 1:
-        return spawn(cfg, root, force, world)
-    with process_group(cfg.runtime.device, cfg.runtime.dist_timeout_min) as group:
-        run = runner.execute(cfg, root, force)
-    return run if group.is_main else None
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def spawn(cfg: Any, root: Path, force: bool, world: int) -> Any:
-    """Run the config in ``world`` fresh local processes; a user error in any is raised here."""
-    import torch.multiprocessing as mp
-    from torch.multiprocessing.spawn import ProcessException
-
-    from .sweeps import RunSpec
-
-    device = cfg.runtime.device
-    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if cuda and torch.cuda.device_count() < world:
-        raise ConfigError(f"runtime.world_size={world} is invalid; this machine has "
-                          f"{torch.cuda.device_count()} GPUs")
-    errors = mp.get_context("spawn").SimpleQueue()
-    spec, port = RunSpec.from_config(cfg), free_port()
-    log.info("%s: training in %d local processes (port %d)", spec.run_id, world, port)
-    try:
-        mp.spawn(_worker, args=(world, port, spec, str(root), force, errors), nprocs=world)
-    except ProcessException:
-        if not errors.empty():
-            message, code = errors.get()
-            error = UserError(message)
-            error.exit_code = code
-            raise error from None
-        raise
-    from .results import RunDir
-
-    return RunDir.for_config(cfg, root)
-
-
-def _worker(rank: int, world: int, port: int, spec: Any, root: str, force: bool,
-            errors: Any) -> None:
-    """One spawned rank: join the group on localhost and run; report a user error upwards."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(message)s")
-    try:
-        cfg = spec.config()
-        with process_group(cfg.runtime.device, cfg.runtime.dist_timeout_min):
-            from . import runner
-
-            runner.execute(cfg, Path(root), force)
-    except UserError as exc:
-        errors.put((str(exc), exc.exit_code))
-        raise SystemExit(exc.exit_code) from None

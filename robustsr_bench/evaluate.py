@@ -18,12 +18,13 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from methods.base import Method
+from robustsr_bench.methods.base import Method
 from .data import embedded
 from .data.blur_kernels import kernel_psnr
 from .data.io import quantize, save_image, to_numpy, to_tensor
 from .data.layouts import image_folder_or_dataset
 from .data.suites import load_suite
+from .files import Workdir
 from .metrics import MetricPlan, plan_metrics
 from .results import METRIC_COLUMNS
 from .tiling import needs_tiling, tiled_restore
@@ -70,7 +71,7 @@ def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root:
             seconds = time.perf_counter() - start
             sr_img = to_numpy(quantize(sr.detach().float().cpu()))
             if item.name in cfg.eval.save_images:
-                save_image(root / "runs" / run_id / "images" / suite / f"{item.name}.png", sr_img)
+                save_image(Workdir(root).run(run_id) / "images" / suite / f"{item.name}.png", sr_img)
             values = {m.name: m(sr_img, item.hr, crop_border=cfg.scale) for m in metrics
                       if item.hr is not None or not m.needs_reference}
             values["seconds"] = seconds

@@ -25,8 +25,12 @@ import pandas as pd
 import seaborn as sns
 import yaml
 
-from .report import metric_label
-from .results import atomic_path
+from .data.degradations import bicubic_resize
+from .data.io import to_numpy, to_tensor
+from .data.suites import load_suite
+from .evaluate import eval_images
+from .files import atomic_path
+from .metric_specs import metric_label
 
 _PDF_METADATA = {"CreationDate": None}  # reproducible PDFs: no timestamp
 
@@ -123,11 +127,6 @@ class GridCrop:
 
 def suite_pair(run_path: Path, suite: str, stem: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
     """(HR, bicubic-upscaled LR) of one suite image, from the suite cache a run used."""
-    from .data.degradations import bicubic_resize
-    from .data.io import to_numpy, to_tensor
-    from .data.suites import load_suite
-    from .evaluate import eval_images
-
     cfg = yaml.safe_load((run_path / "config.yaml").read_text())
     scale = int(cfg["scale"])
     images = eval_images(SimpleNamespace(eval=SimpleNamespace(images=cfg["eval"]["images"])))
@@ -136,25 +135,44 @@ def suite_pair(run_path: Path, suite: str, stem: str, root: Path) -> tuple[np.nd
     return item.hr, to_numpy(up)
 
 
+GRID_COLUMNS = 6  # panels per row: a row stays within a screen's width at 100% zoom
+_PANEL_IN, _GRID_DPI, _LABEL_PT = 2.4, 100, 11  # 240 px panels, labels ~15 px high
+
+
 def visual_grid(panels: Sequence[tuple[str, np.ndarray]], crop: GridCrop, title: str,
-                path: Path) -> Path:
-    """The full ground truth with the crop marked, then the crop of every panel, labelled."""
+                path: Path, columns: int = GRID_COLUMNS) -> Path:
+    """The full ground truth with the crop marked, then the crop of every panel (in the given
+    order: GT and bicubic first), labelled, wrapped into rows of ``columns`` panels."""
     hr = panels[0][1]
     h, w = hr.shape[:2]
     size = min(crop.size, h, w)
     x0 = int(min(max(crop.cx * w - size / 2, 0), w - size))
     y0 = int(min(max(crop.cy * h - size / 2, 0), h - size))
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.2 * (len(panels) + 1), 2.6))
-    axes[0].imshow(np.clip(hr, 0, 1))
-    axes[0].add_patch(plt.Rectangle((x0, y0), size, size, fill=False, color="red", linewidth=1.5))
-    axes[0].set_title(title, fontsize=8)
-    for ax, (label, img) in zip(axes[1:], panels):
+    count = len(panels) + 1
+    cols = min(columns, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False,
+                             figsize=(_PANEL_IN * cols, (_PANEL_IN + 0.45) * rows + 0.5))
+    flat = list(axes.flat)
+    flat[0].imshow(np.clip(hr, 0, 1))
+    flat[0].add_patch(plt.Rectangle((x0, y0), size, size, fill=False, color="red", linewidth=2))
+    flat[0].set_title("GT (full, crop in red)", fontsize=_LABEL_PT)
+    for ax, (label, img) in zip(flat[1:], panels):
         ax.imshow(np.clip(img[y0:y0 + size, x0:x0 + size], 0, 1), interpolation="nearest")
-        ax.set_title(label, fontsize=8)
-    for ax in axes:
+        ax.set_title(_wrap(label), fontsize=_LABEL_PT)
+    for ax in flat:
         ax.set_axis_off()
+    fig.suptitle(title, fontsize=_LABEL_PT + 2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    _atomic_savefig(fig, path, dpi=100, metadata={"Software": None})
+    _atomic_savefig(fig, path, dpi=_GRID_DPI, metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def _wrap(label: str, width: int = 24) -> str:
+    """``bapd [one_way_distillation]`` -> two lines, so a label never runs into its neighbour."""
+    if len(label) <= width or " [" not in label:
+        return label
+    method, _, ablation = label.partition(" [")
+    return f"{method}\n[{ablation}"

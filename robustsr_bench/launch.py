@@ -44,9 +44,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import submitit
 
-from . import distributed, registry, runner
+from . import distributed, sweeps, world
+from . import plan as planning  # launch.plan() is the sweep's dependency order
 from .errors import ConfigError, UserError
-from .results import RunDir, atomic_write_text, safe_name
+from .files import Workdir, atomic_write_text, safe_name
+from .results import RunDir
 from .sweeps import RunSpec
 
 log = logging.getLogger("robustsr_bench")
@@ -159,16 +161,6 @@ class Planned:
         return self.spec.run_id
 
 
-def _init_source(cfg: Any) -> str | None:
-    """The method whose run ``cfg`` starts from, or None (scratch, a file, or not trained)."""
-    init = cfg.train.init
-    if init != "baseline" and not init.startswith("method:"):
-        return None
-    if not registry.method_spec(cfg.method).load_adapter().trains:
-        return None
-    return runner.BASELINE_METHOD if init == "baseline" else init.removeprefix("method:")
-
-
 def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
     """The sweep's runs plus the unfinished runs they start from, dependencies first."""
     ordered: dict[str, Planned] = {}
@@ -178,12 +170,11 @@ def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
             return
         if spec.run_id in chain:
             raise ConfigError(f"run {spec.run_id} depends on itself through train.init")
-        cfg = spec.config()
         deps = []
-        source = _init_source(cfg)
-        if source is not None:
-            base = RunSpec.from_config(runner.baseline_config(cfg, source))
-            if base.run_id != spec.run_id and not _run_dir(root, base.run_id).is_done():
+        bases = planning.dependencies(spec.config())  # the one init rule; cycles refused
+        if bases:
+            base = RunSpec.from_config(bases[-1])
+            if not _run_dir(root, base.run_id).is_done():
                 visit(base, chain + (spec.run_id,))
                 deps.append(base.run_id)
         ordered[spec.run_id] = Planned(spec, deps)
@@ -194,7 +185,7 @@ def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
 
 
 def _run_dir(root: Path, rid: str) -> RunDir:
-    return RunDir(root / "runs" / rid)
+    return RunDir(Workdir(root).run(rid))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +197,7 @@ class SweepState:
 
     def __init__(self, root: Path, name: str):
         self.root = Path(root).resolve()
-        self.dir = self.root / "sweeps" / safe_name(name, "sweep name")
+        self.dir = Workdir(self.root).sweeps / safe_name(name, "sweep name")
         self.states = self.dir / "state"
         self.logs = self.dir / "submitit"
 
@@ -270,7 +261,7 @@ class RunJob(submitit.helpers.Checkpointable):
         if main:
             state.mark(rid, state="running", log=_job_log(run_log), pid=os.getpid())
         try:
-            distributed.execute(self.spec.config(), Path(self.root))
+            world.execute(self.spec.config(), Path(self.root))
         except Exception as exc:  # SystemExit (preemption requeue) is not a failure
             if main:
                 state.mark(rid, state="failed", error=f"{type(exc).__name__}: {exc}",
@@ -358,7 +349,7 @@ def sweep_status(root: Path, name: str, run_ids: Sequence[str] | None = None) ->
 
 
 def known_sweeps(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in (Path(root) / "sweeps").glob("*/plan.json"))
+    return sorted(p.parent.name for p in Workdir(root).sweeps.glob("*/plan.json"))
 
 
 def wait(root: Path, name: str, poll_s: float = 2.0, timeout_s: float | None = None,
@@ -546,8 +537,6 @@ def sweep_command(name: str, launcher: str, root: Path, overrides: dict[str, Any
                   profile: str | None, slurm_cli: dict[str, Any], parallel: int, dry_run: bool,
                   wait_after: bool) -> int:
     """``sweep``: expand, plan (baselines first), skip what is finished or in flight, launch."""
-    from . import sweeps
-
     sweep = sweeps.load(name)
     planned = plan(sweeps.expand(sweep, overrides, profile), Path(root))
     if dry_run:
@@ -570,8 +559,6 @@ def sweep_command(name: str, launcher: str, root: Path, overrides: dict[str, Any
 def status_command(name: str | None, root: Path, wait_for_end: bool,
                    timeout_s: float | None = None) -> int:
     """``status``: a table per sweep; exit 1 when a run failed."""
-    from . import sweeps
-
     names = [sweeps.load(name).name] if name else known_sweeps(Path(root))
     if not names:
         print(f"no sweeps submitted under {root}")

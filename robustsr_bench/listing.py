@@ -5,6 +5,8 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from . import registry
+from .data.layouts import DATA_ENV, LAYOUTS
+from .metric_specs import SPECS
 
 
 def _methods() -> list[tuple[str, str]]:
@@ -26,11 +28,8 @@ def _named(folder: str) -> list[tuple[str, str]]:
 
 
 def _metrics() -> list[tuple[str, str]]:
-    from .metrics import create_metric, list_metrics
-
     rows = []
-    for name in list_metrics():
-        m = create_metric(name)
+    for name, m in SPECS.items():
         direction = "higher is better" if m.higher_is_better else "lower is better"
         ref = "needs reference" if m.needs_reference else "no reference"
         rows.append((name, f"{direction}; {ref}"))
@@ -39,8 +38,6 @@ def _metrics() -> list[tuple[str, str]]:
 
 def _datasets(verbose: bool) -> str:
     """One line per registered dataset; ``verbose`` adds its folder tree under the data root."""
-    from .data.layouts import DATA_ENV, LAYOUTS
-
     rows = [(spec.name, ",".join(spec.splits), ",".join(map(str, spec.scales)) or "any",
              "yes" if spec.has_reference else "no", spec.description)
             for spec in LAYOUTS.values()]

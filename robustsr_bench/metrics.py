@@ -32,6 +32,7 @@ from torch import Tensor
 
 from . import weights
 from .errors import ConfigError, UserError
+from .metric_specs import SPECS
 
 log = logging.getLogger("robustsr_bench")
 
@@ -257,30 +258,26 @@ def _crop(x: Tensor, border: int) -> Tensor:
     return x[..., border:-border, border:-border] if border else x
 
 
-def _fidelity(name: str, fn: Callable[..., float], y_channel: bool, what: str) -> Metric:
-    return Metric(name, higher_is_better=True, needs_reference=True,
-                  fn=lambda sr, hr, crop: fn(sr, hr, crop, y_channel), description=what)
+def _from_spec(name: str, **compute: object) -> Metric:
+    """A metric whose label, direction, reference need and files come from ``SPECS``."""
+    s = SPECS[name]
+    return Metric(name, higher_is_better=s.higher_is_better, needs_reference=s.needs_reference,
+                  weights=s.weights, description=s.description, backend=s.backend, **compute)
 
 
-def _deep(name: str, needs_reference: bool, build: _Builder, files: tuple[str, ...],
-          backend: str, what: str) -> Metric:
-    return Metric(name, higher_is_better=False, needs_reference=needs_reference, weights=files,
-                  description=what, build=build, backend=backend)
+def _fidelity(name: str, fn: Callable[..., float], y_channel: bool) -> Metric:
+    return _from_spec(name, fn=lambda sr, hr, crop: fn(sr, hr, crop, y_channel))
 
 
 _METRICS: dict[str, Callable[[], Metric]] = {
-    "psnr_y": lambda: _fidelity("psnr_y", psnr, True, "PSNR on the BT.601 Y channel, dB"),
-    "ssim_y": lambda: _fidelity("ssim_y", ssim, True, "SSIM on the BT.601 Y channel"),
-    "psnr_rgb": lambda: _fidelity("psnr_rgb", psnr, False, "PSNR on RGB, dB"),
-    "ssim_rgb": lambda: _fidelity("ssim_rgb", ssim, False, "SSIM on RGB, mean over channels"),
-    "lpips_alex": lambda: _deep("lpips_alex", True, _build_lpips_alex,
-                                ("alexnet", "lpips_alex_lin"), "lpips", "LPIPS v0.1, AlexNet"),
-    "niqe": lambda: _deep("niqe", False, _pyiqa_builder("niqe", "niqe"), ("niqe",), "pyiqa",
-                          "NIQE (pyiqa), no reference"),
-    "brisque": lambda: _deep("brisque", False, _pyiqa_builder("brisque", "brisque"),
-                             ("brisque",), "pyiqa", "BRISQUE (pyiqa), no reference"),
-    "piqe": lambda: _deep("piqe", False, _pyiqa_builder("piqe"), (), "pyiqa",
-                          "PIQE (pyiqa), no reference, no pretrained file"),
+    "psnr_y": lambda: _fidelity("psnr_y", psnr, True),
+    "ssim_y": lambda: _fidelity("ssim_y", ssim, True),
+    "psnr_rgb": lambda: _fidelity("psnr_rgb", psnr, False),
+    "ssim_rgb": lambda: _fidelity("ssim_rgb", ssim, False),
+    "lpips_alex": lambda: _from_spec("lpips_alex", build=_build_lpips_alex),
+    "niqe": lambda: _from_spec("niqe", build=_pyiqa_builder("niqe", "niqe")),
+    "brisque": lambda: _from_spec("brisque", build=_pyiqa_builder("brisque", "brisque")),
+    "piqe": lambda: _from_spec("piqe", build=_pyiqa_builder("piqe")),
 }
 
 

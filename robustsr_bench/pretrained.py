@@ -38,8 +38,10 @@ from .errors import ConfigError, UserError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
 from .published import HARNESS_RRDBNET, LoadedModel, load_model
-from .results import RunDir, atomic_write_text, safe_name, summarize
-from .runner import execute, reference_config, run_logging
+from .files import atomic_write_text, safe_name
+from .plan import reference_config
+from .results import RunDir, summarize
+from .runner import execute, run_logging
 from .trainer import select_device
 from .zoo import ZooEntry, load_zoo
 

@@ -1,7 +1,8 @@
 """Names -> things: methods, ablations, profiles, eval suites.
 
 A method is registered by its YAML file, ``configs/methods/<name>.yaml``, whose ``adapter:`` line
-names the class to import (``methods.rsr:RSR``). Nothing is imported until a method is used, and
+names the class to import (``robustsr_bench.methods.rsr:RSR``; the pre-0.2 spelling
+``methods.rsr:RSR`` still works with a FutureWarning). Nothing is imported until a method is used, and
 nothing is discovered by file-name magic. Third-party packages register adapters through the
 entry-point group ``robustsr_bench.methods``; such an adapter may carry its YAML as a
 ``config_file`` class attribute.
@@ -12,7 +13,9 @@ Every unknown name raises one :class:`ConfigError` line that lists the valid nam
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import os
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -20,21 +23,35 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import (
+    check,
     merge_layer,
     read_yaml,
     schema_for,
     to_object,
     typed_base,
 )
+from .data.layouts import is_registered
+from .data.layouts import names as dataset_names
 from .errors import ConfigError
+from .files import safe_name
 
 ENTRY_POINT_GROUP = "robustsr_bench.methods"
 
 
 def configs_dir() -> Path:
-    """``$ROBUSTSR_CONFIGS`` or the repository's ``configs/`` folder."""
+    """``$ROBUSTSR_CONFIGS`` or the ``configs/`` shipped inside the package.
+
+    The package's ``configs`` is package data (in the source tree a link to the repository's
+    top-level ``configs/``), so a wheel installed anywhere finds its profiles and suites.
+    """
     env = os.environ.get("ROBUSTSR_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+    if env:
+        return Path(env)
+    shipped = importlib.resources.files("robustsr_bench") / "configs"
+    if not isinstance(shipped, Path):  # a zip import: the YAML files need a real folder
+        raise ConfigError("robustsr_bench is installed as a zip; set ROBUSTSR_CONFIGS to a "
+                          "copy of its configs/ folder")
+    return shipped
 
 
 def unknown(kind: str, name: str, valid: Sequence[str]) -> ConfigError:
@@ -68,6 +85,11 @@ class MethodSpec:
     def load_adapter(self) -> Any:
         """Import and instantiate the adapter class named by ``adapter: module:Class``."""
         module_name, _, cls_name = self.adapter.partition(":")
+        if module_name == "methods" or module_name.startswith("methods."):
+            warnings.warn(f"{self.source}: adapter '{self.adapter}' uses the old top-level "
+                          f"'methods' package; write 'robustsr_bench.{self.adapter}'",
+                          FutureWarning, stacklevel=2)
+            module_name = f"robustsr_bench.{module_name}"
         try:
             cls = getattr(importlib.import_module(module_name), cls_name)
         except (ImportError, AttributeError) as exc:
@@ -110,8 +132,6 @@ def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
 def _check_ablation_name(name: Any, source: str) -> None:
     """An ablation name becomes part of the run folder's name, so it must be safe there
     (``../x`` would escape ``runs/``) and free of ``+``, which joins ablations."""
-    from .results import safe_name  # lazy: results imports pandas
-
     if not isinstance(name, str) or "+" in name:
         raise ConfigError(f"{source}: ablation name {name!r} is not allowed; use letters, digits "
                           f"and _ . = -")
@@ -150,8 +170,6 @@ def method_spec(name: str) -> MethodSpec:
 
 
 def _named_yaml(kind: str, folder: str, name: str) -> dict[str, Any]:
-    from .results import safe_name  # lazy: results imports pandas
-
     path = configs_dir() / folder / f"{safe_name(name, kind + ' name')}.yaml"
     if not path.is_file():
         raise unknown(kind, name, names_in(folder))
@@ -209,4 +227,8 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
     merge_layer(base, overrides or {}, "--set")
     merge_layer(base, {"method": method, "ablation": ablation, "profile": profile_name,
                        "seed": seed}, "run")
-    return to_object(base)
+    cfg = to_object(base)
+    # post-merge: the dataset catalogue is data, which the config schema does not import
+    check(cfg.data.train in ("embedded", "folder") or is_registered(cfg.data.train), "data.train",
+          cfg.data.train, f"one of: embedded, folder, {', '.join(dataset_names())}")
+    return cfg

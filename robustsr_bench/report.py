@@ -29,17 +29,17 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from .config import training_hash
+from . import registry, sweeps
+from .config import to_dict, training_hash
 from .errors import ConfigError
+from .files import Workdir, atomic_write_text
+# metric_label moved to metric_specs.py (re-exported here for callers of the old location)
+from .metric_specs import SPECS, direction, metric_label
+from .plan import BASELINE_METHOD
 from .results import RunDir
 
 log = logging.getLogger("robustsr_bench")
 
-_LABELS = {"psnr_y": "PSNR", "ssim_y": "SSIM", "psnr_rgb": "PSNR-RGB", "ssim_rgb": "SSIM-RGB",
-           "lpips_alex": "LPIPS", "niqe": "NIQE", "brisque": "BRISQUE", "piqe": "PIQE",
-           "kernel_psnr": "Kernel PSNR", "seconds": "Seconds"}
-# Recorded quantities that are not in the metric registry but still have a direction.
-_EXTRA_DIRECTIONS = {"seconds": False, "kernel_psnr": True}
 ROW_KEYS = ["method", "ablation", "profile", "trained_on"]
 PRETRAINED = "pretrained"  # records written by `evaluate` (robustsr_bench.pretrained)
 SEED_KEYS = ROW_KEYS + ["seed"]
@@ -116,36 +116,24 @@ def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[s
 # metric facts
 
 
-def metric_label(metric: str) -> str:
-    return _LABELS.get(metric, metric)
-
-
 @cache
 def higher_is_better(metric: str) -> bool | None:
-    """The metric registry's direction; ``None`` where nobody knows (shown unmarked)."""
-    from .metrics import create_metric
-
-    try:
-        return create_metric(metric).higher_is_better
-    except ConfigError:
-        if metric not in _EXTRA_DIRECTIONS:
-            log.warning("metric %r has no known direction; its best cells are not marked", metric)
-        return _EXTRA_DIRECTIONS.get(metric)
+    """The metric spec's direction; ``None`` where nobody knows (shown unmarked)."""
+    known = direction(metric)
+    if known is None:
+        log.warning("metric %r has no known direction; its best cells are not marked", metric)
+    return known
 
 
 def default_metrics(present: Iterable[str]) -> list[str]:
     """Quality metrics of the registry that the records hold, in the registry's order."""
-    from .metrics import list_metrics
-
     present = set(present)
-    return [m for m in list_metrics() if m in present]
+    return [m for m in SPECS if m in present]
 
 
 @cache
 def severity(suite: str) -> dict[str, Any] | None:
     """A suite's ``severity: {family, value, label}`` block (robustness-curve levels)."""
-    from . import registry
-
     try:
         block = registry.suite(suite).get("severity")
     except ConfigError:
@@ -177,9 +165,6 @@ class Records:
 
 @cache
 def _current_training_hash(method: str, ablation: str, profile: str, seed: int) -> str | None:
-    from . import registry
-    from .config import to_dict
-
     try:
         cfg = registry.resolve_config(method, profile, ablation, seed)
         return training_hash(to_dict(cfg))
@@ -256,7 +241,7 @@ def _images(source: Any, count: Any) -> str:
 def load_records(root: Path, include_stale: bool = False) -> Records:
     """Every finished run under ``<root>/runs``; broken, stale and superseded ones are listed."""
     parts, skipped, suites = [], [], []
-    for path in sorted(p for p in (Path(root) / "runs").glob("*") if p.is_dir()):
+    for path in sorted(p for p in Workdir(root).runs.glob("*") if p.is_dir()):
         frame, summary, reason = _read_run(path, include_stale)
         if frame is None:
             log.warning("skipping run record %s: %s", path, reason)
@@ -283,8 +268,6 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
 def sweep_runs(name: str) -> tuple[str, list[tuple[str, str, str, int]]]:
     """The sweep's name and (method, ablation, profile, seed) of every run it expands to
     (``runs:`` and ``grid:``, every profile and seed), in file order, as ``sweep`` plans them."""
-    from . import sweeps
-
     sweep = sweeps.load(name)
     return sweep.name, [(s.method, s.ablation, s.profile, s.seed) for s in sweeps.expand(sweep)]
 
@@ -533,8 +516,6 @@ def _method_order(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _ablation_order(method: str, present: Iterable[str]) -> list[str]:
     """The full method first, then its ablations in the order its YAML lists them."""
-    from . import registry
-
     try:
         listed = list(registry.method_spec(method).ablations)
     except ConfigError:
@@ -545,8 +526,6 @@ def _ablation_order(method: str, present: Iterable[str]) -> list[str]:
 
 def _switched_off(method: str, ablation: str) -> set[str]:
     """Components a (``+``-joined) ablation switches off, as its YAML declares (``off:``)."""
-    from . import registry
-
     try:
         declared = registry.method_spec(method).ablations
     except ConfigError:
@@ -712,38 +691,49 @@ class ReportBuilder:
         self.figures.append((caption, stem.with_suffix(".png").relative_to(self.out)))
 
     def _grids(self) -> None:
-        """One comparison per (suite, image) that some shown run saved an SR output for."""
-        runs = self.seeds.drop_duplicates("run_id").sort_values(["method", "ablation", "seed"])
-        found: dict[tuple[str, str], list[tuple[str, Path]]] = {}
-        for run_path, label in zip(runs["path"], [row_label(m, a) for m, a in
-                                                  zip(runs["method"], runs["ablation"])]):
-            for png in sorted(Path(run_path).glob("images/*/*.png")):
-                panels = found.setdefault((png.parent.name, png.stem), [])
-                if label not in [p[0] for p in panels] and not label.startswith("bicubic"):
-                    panels.append((label, png))
+        """Per (suite, image) that some shown run saved an SR output for: one comparison of the
+        methods' full variants, and one of the ablations (each next to its full method)."""
+        runs = self.seeds.drop_duplicates("run_id")
+        methods = sorted(set(runs["method"]), key=lambda m: (m != BASELINE_METHOD, m))
+        keys = [(m, a) for m in methods
+                for a in _ablation_order(m, runs[runs["method"] == m]["ablation"])]
+        found: dict[tuple[str, str], dict[tuple[str, str], Path]] = {}
+        for method, ablation in keys:
+            if method == "bicubic":  # drawn from the suite's LR input in every grid
+                continue
+            rows = runs[(runs["method"] == method) & (runs["ablation"] == ablation)]
+            for png in sorted(Path(rows.sort_values("seed")["path"].iloc[0]).glob(
+                    "images/*/*.png")):
+                found.setdefault((png.parent.name, png.stem), {})[(method, ablation)] = png
         place = {s: i for i, s in enumerate(self.suites + self.extra + self.levelled)}
-        for (suite, stem), panels in sorted(found.items(),
-                                            key=lambda kv: (place.get(kv[0][0], len(place)), kv[0])):
-            path = self.out / "grids" / f"{suite}_{stem}.png"
-            if self.draw:
-                self._draw_grid(suite, stem, panels, path)
-            self.figures.append((f"Visual comparison: {suite}, {stem}",
-                                 path.relative_to(self.out)))
+        for (suite, stem), by_key in sorted(
+                found.items(), key=lambda kv: (place.get(kv[0][0], len(place)), kv[0])):
+            ablated = {m for m, a in by_key if a}
+            full = [(row_label(m, a), p) for (m, a), p in by_key.items() if not a]
+            ablations = [(row_label(m, a), p) for (m, a), p in by_key.items() if m in ablated]
+            for kind, panels, name in (("full variants", full, f"{suite}_{stem}"),
+                                       ("ablations", ablations, f"{suite}_{stem}_ablations")):
+                if not panels:
+                    continue
+                path = self.out / "grids" / f"{name}.png"
+                if self.draw:
+                    self._draw_grid(suite, stem, panels, path, kind)
+                self.figures.append((f"Visual comparison ({kind}): {suite}, {stem}",
+                                     path.relative_to(self.out)))
 
     def _draw_grid(self, suite: str, stem: str, panels: list[tuple[str, Path]],
-                   path: Path) -> None:
+                   path: Path, kind: str = "") -> None:
         from .data.io import load_image
 
         figures = _figures()
         hr, bicubic = figures.suite_pair(panels[0][1].parents[2], suite, stem, self.root)
         images = [("GT", hr), ("bicubic", bicubic)] + [(lbl, load_image(p)) for lbl, p in panels]
-        figures.visual_grid(images, figures.GridCrop(*self.opts.crop), f"{suite} / {stem}", path)
+        title = f"{suite} / {stem}" + (f": {kind}" if kind else "")
+        figures.visual_grid(images, figures.GridCrop(*self.opts.crop), title, path)
 
 
 def _profile_suites(profile: str) -> list[str]:
     """The profile's ``eval.suites``: the protocol that defines the main table's columns."""
-    from . import registry
-
     try:
         suites = (registry.profile(profile).get("eval") or {}).get("suites") or []
     except ConfigError:
@@ -810,8 +800,6 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
 
 def _write(path: Path, text: str) -> Path:
     """Atomic, so a report killed mid-way leaves every file either old or new, never torn."""
-    from .results import atomic_write_text
-
     atomic_write_text(path, text)
     return path
 

@@ -8,87 +8,21 @@ image x metric x suite), ``summary.json`` (written last: its presence with ``sta
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import yaml
 
-from .config import config_hash, dump_yaml
-from .errors import UserError
+from .config import dump_yaml
+# moved to files.py (re-exported here for callers of the old location)
+from .files import Workdir, atomic_path, atomic_write_text, safe_name, workdir  # noqa: F401
+from .plan import run_id  # noqa: F401  (moved to plan.py)
 
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 METRIC_COLUMNS = ["run_id", "method", "ablation", "profile", "seed", "suite", "image", "metric",
                   "value"]
-
-
-def workdir(override: str | os.PathLike | None = None) -> Path:
-    """Where runs and caches live: ``--workdir``, else ``$ROBUSTSR_WORKDIR``, else ``./work``."""
-    return Path(override or os.environ.get("ROBUSTSR_WORKDIR") or "work")
-
-
-def safe_name(name: str, what: str = "run name") -> str:
-    """Refuse names that could escape the runs folder (``../x``, ``/abs``, empty)."""
-    if not _SAFE.match(name) or ".." in name:
-        raise UserError(f"{what} {name!r} is not allowed; use letters, digits and _ . + = - "
-                        f"(no '/', no '..')")
-    return name
-
-
-def run_id(cfg: Any) -> str:
-    """``<method>[-<ablation>]-<profile>-s<seed>-<hash8>``: readable, and unique per config.
-
-    A fine-tune's hash also covers the run it starts from (``train.init: baseline`` or
-    ``method:NAME``), so changing the baseline's schedule never reuses fine-tunes of the old one.
-    """
-    digest = config_hash(cfg)
-    start = _start_run_id(cfg)
-    if start:
-        digest = hashlib.sha256(f"{digest}:{start}".encode()).hexdigest()
-    parts = [cfg.method] + ([cfg.ablation] if cfg.ablation else [])
-    parts += [cfg.profile, f"s{cfg.seed}", digest[:8]]
-    return safe_name("-".join(parts))
-
-
-def _start_run_id(cfg: Any) -> str | None:
-    from .runner import baseline_config, init_method  # runner builds on this module
-
-    source = init_method(cfg.train.init)
-    return run_id(baseline_config(cfg, source)) if source else None
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
-
-    A crash (or a full disk) leaves the old file untouched and only a stray ``.tmp`` behind.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == 28:
-            raise UserError(f"{path}: disk full while writing; the previous file is intact") from None
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 @dataclass
@@ -99,7 +33,7 @@ class RunDir:
 
     @classmethod
     def for_config(cls, cfg: Any, root: Path) -> "RunDir":
-        return cls(root / "runs" / run_id(cfg))
+        return cls(Workdir(root).run(run_id(cfg)))
 
     @property
     def run_id(self) -> str:

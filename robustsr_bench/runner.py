@@ -16,43 +16,22 @@ from typing import Any, Iterator
 
 import torch
 
-from methods.base import Method
-from . import __version__, distributed, registry, weights
-from .config import config_hash, flatten, to_dict, training_hash
+from robustsr_bench.methods.base import Method
+from . import __version__, distributed, plan, registry, weights
+from .config import config_hash, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on
 from .errors import ConfigError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
 from .nets.rrdbnet import load_generator_file
-from .results import RunDir, atomic_path, run_id, summarize
+from .files import Workdir, atomic_path
+from .plan import run_id
+# moved to plan.py (re-exported here for callers of the old location)
+from .plan import BASELINE_METHOD, baseline_config, init_method, reference_config  # noqa: F401
+from .results import RunDir, summarize
 from .trainer import Checkpoints, Trainer, atomic_torch_save, select_device, torch_load
 
 log = logging.getLogger("robustsr_bench")
-BASELINE_METHOD = "esrgan"
-_SHARED_SECTIONS = ("scale", "model", "disc", "data")
-
-
-def baseline_config(cfg: Any, method: str = BASELINE_METHOD) -> Any:
-    """The run ``cfg`` fine-tunes from: by default the clean ESRGAN run (the papers' protocol),
-    or the default variant of ``method`` (``train.init: method:and``, e.g. ANDGAN from ANDNet).
-    Same profile, seed, architecture and training data; the rest from that method's YAML."""
-    shared = {k: v for k, v in to_dict(cfg).items() if k in _SHARED_SECTIONS}
-    return registry.resolve_config(method, cfg.profile, "", cfg.seed, flatten(shared))
-
-
-def init_method(init: str) -> str | None:
-    """The method whose run ``train.init`` starts from (``baseline`` -> esrgan), else None."""
-    if init == "baseline":
-        return BASELINE_METHOD
-    return init.removeprefix("method:") if init.startswith("method:") else None
-
-
-def reference_config(cfg: Any) -> Any:
-    """The bicubic row evaluated on exactly the same suites as ``cfg``."""
-    shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"], "data.root": cfg.data.root}
-    return registry.resolve_config("bicubic", cfg.profile, "", cfg.seed, flatten(shared))
-
-
 def needed_weights(cfg: Any, method: Method) -> list[str]:
     """Every pretrained file the run must have: VGG19 for a perceptual loss, and the files of
     each metric in ``eval.metrics`` (``eval.optional_metrics`` are skipped when absent)."""
@@ -64,19 +43,18 @@ def needed_weights(cfg: Any, method: Method) -> list[str]:
 def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None, str]:
     """G's starting weights per ``train.init`` and where they came from.
 
-    ``scratch``; ``baseline`` (the clean ESRGAN run, trained first if absent); ``method:NAME``
-    (that method's default run, e.g. ANDGAN from ANDNet); or a checkpoint path.
+    ``scratch``; ``baseline`` (the clean ESRGAN run, which :func:`execute` finishes first);
+    ``method:NAME`` (that method's default run, e.g. ANDGAN from ANDNet); or a checkpoint path.
     """
     init = cfg.train.init
     if init == "scratch" or not method.trains:
         return None, "scratch"
-    source = init_method(init)
+    source = plan.start_method(cfg)
     if source:
-        base_cfg = baseline_config(cfg, source)
-        if run_id(base_cfg) == run_id(cfg):
-            raise ConfigError(f"train.init={init} would start this run from itself; "
-                              f"use scratch or a checkpoint path")
-        base_run = execute(base_cfg, root)
+        base_run = RunDir.for_config(plan.baseline_config(cfg, source), root)
+        if not base_run.is_done():
+            raise ConfigError(f"run {run_id(cfg)} starts from run {base_run.run_id}, which is not "
+                              f"finished; run both with `run` or a sweep")
         path = Checkpoints(base_run, 1).final_generator()
         return torch_load(path)["params_ema"], base_run.run_id
     net = method.build_generator(cfg)
@@ -102,15 +80,36 @@ def run_logging(run: RunDir) -> Iterator[None]:
 
 
 def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
-    """Train (unless test-time) and evaluate one run; returns its finished directory."""
+    """Run ``cfg`` after the runs it starts from (:func:`plan.dependencies`), each finished one
+    reused; ``force`` redoes ``cfg`` only. Every unfinished run's inputs are checked first, so a
+    missing file fails before the baseline trains for hours."""
+    chain = plan.dependencies(cfg)
+    if RunDir.for_config(cfg, root).is_done() and not force:
+        chain = []  # finished: the runs it started from are not needed again
+    for c in [*chain, cfg]:
+        if (force and c is cfg) or not RunDir.for_config(c, root).is_done():
+            preflight(c)
+    for base in chain:
+        execute_one(base, root)
+    return execute_one(cfg, root, force)
+
+
+def preflight(cfg: Any) -> tuple[Method, dict[str, Path]]:
+    """The run's adapter and pretrained files; unknown suites and missing files fail here."""
+    method = registry.method_spec(cfg.method).load_adapter()
+    for suite in cfg.eval.suites:  # a misspelt suite fails now, not after hours of training
+        registry.suite(suite)
+    return method, weights.require(needed_weights(cfg, method))
+
+
+def execute_one(cfg: Any, root: Path, force: bool = False) -> RunDir:
+    """Train (unless test-time) and evaluate one run whose start run (if any) is finished;
+    returns its finished directory."""
     run = RunDir.for_config(cfg, root)
     if run.is_done() and not force:
         log.info("%s: finished run found, reusing it (--force to redo)", run.run_id)
         return run
-    method = registry.method_spec(cfg.method).load_adapter()
-    for suite in cfg.eval.suites:  # a misspelt suite fails now, not after hours of training
-        registry.suite(suite)
-    paths = weights.require(needed_weights(cfg, method))
+    method, paths = preflight(cfg)
     init_g, init_from = initial_generator(cfg, method, root)
     group = distributed.current()  # several ranks train; rank 0 alone writes and evaluates
     if force and run.path.exists() and group.is_main:
@@ -150,7 +149,7 @@ def adopt_trained_weights(cfg: Any, run: RunDir, root: Path) -> str | None:
         return None
     wanted = training_hash(to_dict(cfg))
     prefix = run.run_id.rsplit("-", 1)[0] + "-"
-    for donor in sorted((root / "runs").glob(f"{prefix}*")):
+    for donor in sorted(Workdir(root).runs.glob(f"{prefix}*")):
         if donor == run.path or not RunDir(donor).is_done():
             continue
         donor_cfg = RunDir(donor).read_config()

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from methods.base import Modules
+from robustsr_bench.methods.base import Modules
 
 
 def autocast_enabled(runtime: Any, device: torch.device) -> bool:

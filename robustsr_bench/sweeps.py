@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 from . import registry
 from .config import flatten, read_yaml, to_dict
 from .errors import ConfigError
-from .results import run_id
+from .plan import run_id
 
 _KEYS = {"name", "description", "profile", "profiles", "seeds", "set", "runs", "grid", "slurm"}
 _RUN_KEYS = {"method", "ablation", "set"}

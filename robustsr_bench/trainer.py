@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.base import Batch, Method, Modules, TrainContext
+from robustsr_bench.methods.base import Batch, Method, Modules, TrainContext
 from . import __version__, distributed, speed
 from .config import config_hash, flatten, to_dict, training_hash
 from .data.datasets import make_train_loader
@@ -39,7 +39,8 @@ from .errors import UserError
 from .losses import PerceptualLoss, ragan_discriminator_loss, ragan_generator_loss
 from .nets.discriminator import VGGStyleDiscriminator
 from .nets.vgg import VGGFeatureExtractor
-from .results import RunDir, atomic_path
+from .files import atomic_path, file_sha256
+from .results import RunDir
 
 log = logging.getLogger("robustsr_bench")
 
@@ -80,14 +81,6 @@ def atomic_torch_save(obj: Any, path: Path) -> str:
             fh.flush()
             os.fsync(fh.fileno())
     return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def torch_load(path: Path) -> Any:

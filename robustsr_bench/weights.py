@@ -26,7 +26,6 @@ verifies it and renames it into place, so an interrupted fetch never leaves a ha
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -41,6 +40,8 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, MissingWeightsError, UserError
+from .files import file_sha256 as sha256
+from .metric_specs import SPECS
 
 log = logging.getLogger("robustsr_bench")
 
@@ -129,12 +130,19 @@ def _brisque_svm(path: Path) -> None:
                          f"(expected (n,) and (n, {BRISQUE_FEATURES}))")
 
 
-def _zoo_checkpoint(architecture: str) -> Callable[[Path], None]:
+def _zoo_checkpoint(architecture: str, file_name: str) -> Callable[[Path], None]:
     """A model-zoo file must load (weights-only) as spandrel's ``architecture``."""
     def validate(path: Path) -> None:
-        from .published import load_model
+        import spandrel
 
-        found = load_model(path).architecture
+        # weights-only: a zoo file never runs code (validated under a temporary name, so
+        # the loader is chosen by the entry's declared file name, not by ``path``'s suffix)
+        if file_name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        found = str(spandrel.ModelLoader().load_from_state_dict(state).architecture.id)
         if found != architecture:
             raise ValueError(f"loads as {found}, expected {architecture}")
     return validate
@@ -217,7 +225,7 @@ def zoo_files() -> dict[str, WeightFile]:
 
     return {e.name: WeightFile(e.name, e.file, CACHE_SUBDIR, e.url,
                                f"evaluate {e.name} ({e.architecture} x{e.scale}, {e.licence})",
-                               _zoo_checkpoint(e.architecture), e.size, e.sha256)
+                               _zoo_checkpoint(e.architecture, e.file), e.size, e.sha256)
             for e in load_zoo().values()}
 
 
@@ -257,8 +265,6 @@ def require(names: Iterable[str]) -> dict[str, Path]:
 def resolve(names: Iterable[str]) -> list[WeightFile]:
     """Manifest entries for file names and/or metric names (a metric means all its files);
     nothing means the whole manifest."""
-    from .metrics import create_metric, list_metrics
-
     names = list(names)
     files = manifest()
     if not names:
@@ -267,11 +273,11 @@ def resolve(names: Iterable[str]) -> list[WeightFile]:
     for name in names:
         if name in files:
             out[name] = files[name]
-        elif name in list_metrics():
-            out.update((n, MANIFEST[n]) for n in create_metric(name).weights)
+        elif name in SPECS:
+            out.update((n, MANIFEST[n]) for n in SPECS[name].weights)
         else:
             raise ConfigError(f"unknown weight file or metric '{name}'; valid files: "
-                              f"{', '.join(files)}; metrics: {', '.join(list_metrics())}")
+                              f"{', '.join(files)}; metrics: {', '.join(SPECS)}")
     return list(out.values())
 
 
@@ -289,14 +295,6 @@ class FileStatus:
     @property
     def usable(self) -> bool:
         return self.status in _USABLE
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def inspect(w: WeightFile, path: Path | None = None, verify_hash: bool = True) -> FileStatus:

@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import read_yaml
 from .errors import ConfigError
+from .files import safe_name
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = ("architecture", "scale", "file", "url", "sha256", "licence", "paper")
@@ -75,8 +76,6 @@ def _entry(name: str, data: Any, source: str) -> ZooEntry:
 
 def load_zoo() -> dict[str, ZooEntry]:
     """Every entry of ``configs/zoo.yaml`` by name (empty when the file does not exist)."""
-    from .results import safe_name  # lazy: results imports pandas
-
     path = zoo_path()
     if not path.is_file():
         return {}

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 import yaml
 from torchvision.models import vgg19
 
-from methods.and_degradation import AND, DegradationNet, antialias_downsample, binomial_kernel
-from methods.base import Batch, Modules, TrainContext
-from robustsr_bench import registry, runner
+from robustsr_bench.methods.and_degradation import AND, DegradationNet, antialias_downsample, binomial_kernel
+from robustsr_bench.methods.base import Batch, Modules, TrainContext
+from robustsr_bench import plan, registry, runner
 from robustsr_bench.attacks import group_l2_norm, group_l2_pgd, random_group_l2
 from robustsr_bench.cli import main
 from robustsr_bench.errors import ConfigError, MissingWeightsError
@@ -271,10 +271,10 @@ def tiny_init_runs(tiny, monkeypatch: pytest.MonkeyPatch) -> dict:
     overrides too, instead of the full smoke profile; the wiring under test is unchanged."""
     overrides = {**tiny, "train.iters": 2, "train.milestones": [1]}
 
-    def quick(cfg, method: str = runner.BASELINE_METHOD):
+    def quick(cfg, method: str = plan.BASELINE_METHOD):
         return registry.resolve_config(method, cfg.profile, "", cfg.seed, overrides)
 
-    monkeypatch.setattr(runner, "baseline_config", quick)
+    monkeypatch.setattr(plan, "baseline_config", quick)
     return overrides
 
 
@@ -285,7 +285,7 @@ def test_and_runs_end_to_end_from_the_baseline(tiny_init_runs, isolated, capsys)
     cfg = registry.resolve_config("and", "smoke", overrides=tiny_init_runs)
     summary = RunDir.for_config(cfg, isolated).read_summary()
     assert summary["status"] == "done"
-    assert summary["init"] == RunDir.for_config(runner.baseline_config(cfg), isolated).run_id
+    assert summary["init"] == RunDir.for_config(plan.baseline_config(cfg), isolated).run_id
 
 
 @pytest.mark.slow
@@ -298,7 +298,7 @@ def test_andgan_fine_tunes_from_andnet(tiny_init_runs, isolated, tmp_path) -> No
     torch.save(state, path)
     cfg = registry.resolve_config("and", "smoke", "gan", overrides=tiny_init_runs)
     run = runner.execute(cfg, isolated)
-    andnet = runner.baseline_config(cfg, "and")
+    andnet = plan.baseline_config(cfg, "and")
     assert andnet.ablation == "" and andnet.loss.mode == "psnr"
     assert run.read_summary()["init"] == RunDir.for_config(andnet, isolated).run_id
     assert (run.path / "models" / "net_d_2.pth").is_file()

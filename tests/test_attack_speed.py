@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from methods.base import Batch
+from robustsr_bench.methods.base import Batch
 from robustsr_bench import registry, speed
 from robustsr_bench.bench import build_trainer
 from robustsr_bench.losses import PerceptualLoss
@@ -78,13 +78,11 @@ def attacked(tr, batch: Batch, seed: int = 3) -> Batch:
 
 def unoptimised(monkeypatch: pytest.MonkeyPatch) -> None:
     """The reference: networks not frozen, head features with gradient, no HR-feature cache."""
-    import methods.and_degradation
-    import methods.bapd
-    import methods.rsr
+    from robustsr_bench.methods import and_degradation, bapd, rsr
 
-    for module in (methods.rsr, methods.bapd, methods.and_degradation):
+    for module in (rsr, bapd, and_degradation):
         monkeypatch.setattr(module, "frozen", lambda *nets: nullcontext())
-    monkeypatch.setattr(methods.bapd.torch, "no_grad", nullcontext)
+    monkeypatch.setattr(bapd.torch, "no_grad", nullcontext)
 
     def fresh_target(self: PerceptualLoss, hr: Tensor) -> Tensor:
         return self.extractor(hr).detach()
@@ -179,7 +177,7 @@ def test_runtime_compile_compiles_g_and_not_its_ema(tiny, tmp_path, monkeypatch)
 def test_bapd_joint_trunk_pass_equals_two_separate_passes(tiny, tmp_path):
     """The attacked and clean passes share one trunk call; features and G's gradients are
     those of the two separate passes the method describes."""
-    from methods.bapd import apply_hf_perturbation, distillation_loss
+    from robustsr_bench.methods.bapd import apply_hf_perturbation, distillation_loss
 
     tr = tiny_trainer("bapd", tiny, tmp_path)
     g, cfg = tr.modules.g, tr.cfg

@@ -157,14 +157,14 @@ def test_unreadable_directory(tmp_path, finished, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("adapter: methods.esrgan:ESRGAN\nconfig: {train: {iters: abc}}\n",
+    ("adapter: robustsr_bench.methods.esrgan:ESRGAN\nconfig: {train: {iters: abc}}\n",
      "train.iters='abc' has the wrong type"),
-    ("adapter: methods.esrgan:ESRGAN\nconfig: {train: {itres: 3}}\n", "unknown key 'train.itres'"),
-    ("adapter: methods.esrgan:ESRGAN\nsettings: {}\n", "unknown key 'settings'"),
+    ("adapter: robustsr_bench.methods.esrgan:ESRGAN\nconfig: {train: {itres: 3}}\n", "unknown key 'train.itres'"),
+    ("adapter: robustsr_bench.methods.esrgan:ESRGAN\nsettings: {}\n", "unknown key 'settings'"),
     ("- adapter\n- config\n", "expected a mapping of keys to values, got list"),
-    ("adapter: methods.esrgan:ESRGAN\nablations:\n  ../x: {help: escape, set: {train.iters: 1}}\n",
+    ("adapter: robustsr_bench.methods.esrgan:ESRGAN\nablations:\n  ../x: {help: escape, set: {train.iters: 1}}\n",
      "ablation name '../x' is not allowed"),
-    ("adapter: methods.esrgan:ESRGAN\nablations:\n  a+b: {help: joined, set: {train.iters: 1}}\n",
+    ("adapter: robustsr_bench.methods.esrgan:ESRGAN\nablations:\n  a+b: {help: joined, set: {train.iters: 1}}\n",
      "ablation name 'a+b' is not allowed"),
 ])
 def test_bad_method_yaml(text, fragment, tiny_configs, finished, capsys):

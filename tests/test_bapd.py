@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.bapd import (
+from robustsr_bench.methods.bapd import (
     BAPD,
     BRANCH_PREFIX,
     BAPDGenerator,
@@ -27,7 +27,7 @@ from methods.bapd import (
     rrdbnet_state,
     split_frequencies,
 )
-from methods.base import Batch
+from robustsr_bench.methods.base import Batch
 from robustsr_bench import registry
 from robustsr_bench.cli import main
 from robustsr_bench.config import RunConfig, flatten, read_yaml, schema_for, to_object, typed_base

@@ -72,7 +72,7 @@ def test_method_yaml_unknown_key_is_refused(tmp_path: Path, monkeypatch):
     (root / "profiles").mkdir()
     (root / "profiles" / "smoke.yaml").write_text("train: {iters: 1}\n")
     (root / "methods" / "x.yaml").write_text(
-        "adapter: methods.esrgan:ESRGAN\nconfig:\n  train: {itres: 3}\n")
+        "adapter: robustsr_bench.methods.esrgan:ESRGAN\nconfig:\n  train: {itres: 3}\n")
     monkeypatch.setenv("ROBUSTSR_CONFIGS", str(root))
     with pytest.raises(ConfigError, match=r"x.yaml: unknown key 'train.itres'"):
         registry.resolve_config("x", "smoke")

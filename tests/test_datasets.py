@@ -15,7 +15,7 @@ from PIL import Image
 
 from robustsr_bench import registry, runner
 from robustsr_bench.cli import main
-from robustsr_bench.data.datasets import dataset_loader
+from robustsr_bench.bench import dataset_loader
 from robustsr_bench.data.layouts import LAYOUTS, data_root, discover, scan
 from robustsr_bench.data.prepare import verify
 from robustsr_bench.errors import ConfigError, DataError

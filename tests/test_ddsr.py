@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.ddsr import DDSR, DDSRSolver, focal_weights, observation_weight, ssim
+from robustsr_bench.methods.ddsr import DDSR, DDSRSolver, focal_weights, observation_weight, ssim
 from robustsr_bench import registry
 from robustsr_bench.data.blur_kernels import (
     blur_downsample,

@@ -243,7 +243,7 @@ def test_checkpoints_from_older_versions_still_resume(tiny, isolated, written_be
     path = run.path / "training_states" / "4.state"
     dropped = {"training_hash"} | ({"config"} if written_before == "config" else set())
     atomic_torch_save({k: v for k, v in torch_load(path).items() if k not in dropped}, path)
-    from methods.esrgan import ESRGAN
+    from robustsr_bench.methods.esrgan import ESRGAN
 
     assert Trainer(cfg, ESRGAN(), run, None, None).resume() == 4
     other = registry.resolve_config("esrgan", "smoke", overrides={**tiny, "train.lr": 2e-3})
@@ -254,7 +254,7 @@ def test_checkpoints_from_older_versions_still_resume(tiny, isolated, written_be
 def test_resume_with_another_architecture_names_the_mismatch(tiny, isolated):
     cfg, run = _finished(tiny, isolated)
     other = registry.resolve_config("esrgan", "smoke", overrides={**tiny, "model.num_feat": 4})
-    from methods.esrgan import ESRGAN
+    from robustsr_bench.methods.esrgan import ESRGAN
 
     trainer = Trainer(other, ESRGAN(), run, None, None)
     with pytest.raises(UserError, match=r"different config \(model.num_feat: 8 in the "
@@ -348,7 +348,7 @@ def test_disk_full_on_a_real_tiny_filesystem(tiny, tmp_path):
         with pytest.raises(UserError, match="summary.json: disk full while writing; the "
                                             "previous file is intact"):
             run.write_summary({"status": "done", "padding": "x" * 100_000})
-        from methods.esrgan import ESRGAN
+        from robustsr_bench.methods.esrgan import ESRGAN
 
         trainer = Trainer(cfg, ESRGAN(), run, None, None)
         with pytest.raises(UserError, match="net_g_4.pth: disk full"):

@@ -10,7 +10,7 @@ import pytest
 
 from robustsr_bench.cli import main
 from robustsr_bench.data import prepare as prep
-from robustsr_bench.data.datasets import dataset_loader
+from robustsr_bench.bench import dataset_loader
 from robustsr_bench.data.edges import edge_image
 from robustsr_bench.data.io import load_image
 from robustsr_bench.data.layouts import discover

@@ -227,7 +227,7 @@ def test_ablation_marks_follow_declared_components(isolated: Path, tmp_path: Pat
 
 
 def test_ablation_off_must_be_a_list(tmp_path: Path) -> None:
-    bad = {"adapter": "methods.esrgan:ESRGAN", "ablations": {"x": {"help": "h", "disables": "attack"}}}
+    bad = {"adapter": "robustsr_bench.methods.esrgan:ESRGAN", "ablations": {"x": {"help": "h", "disables": "attack"}}}
     with pytest.raises(registry.ConfigError, match="'disables:' must be a list"):
         registry._parse_spec("esrgan", bad, "configs/methods/esrgan.yaml")
     bad["ablations"]["x"] = {"help": "h", False: ["attack"]}  # what YAML makes of `off:`

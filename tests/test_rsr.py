@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor
 
-from methods.base import Batch, Modules, TrainContext
-from methods.rsr import RSR
+from robustsr_bench.methods.base import Batch, Modules, TrainContext
+from robustsr_bench.methods.rsr import RSR
 from robustsr_bench import registry
 from robustsr_bench.cli import main
 from robustsr_bench.config import parse_overrides, read_yaml

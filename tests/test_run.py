@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robustsr_bench import registry, runner
+from robustsr_bench import plan, registry, runner
 from robustsr_bench.cli import main
 from robustsr_bench.errors import MissingWeightsError
 from robustsr_bench.results import RunDir
@@ -85,7 +85,7 @@ def test_new_eval_suites_reuse_the_trained_weights(tiny, isolated):
 def test_robust_method_fine_tunes_from_the_cached_baseline(tiny_configs, isolated):
     cfg = registry.resolve_config("esrgan", "smoke", overrides={"train.init": "baseline"})
     run = runner.execute(cfg, isolated)
-    base = RunDir.for_config(runner.baseline_config(cfg), isolated)
+    base = RunDir.for_config(plan.baseline_config(cfg), isolated)
     assert base.is_done(), "the clean baseline is trained first"
     assert run.read_summary()["init"] == base.run_id
 
@@ -102,7 +102,7 @@ def test_resume_in_process_is_bit_identical(tiny, isolated):
         if step == 5:
             raise Killed
 
-    from methods.esrgan import ESRGAN
+    from robustsr_bench.methods.esrgan import ESRGAN
     from robustsr_bench.trainer import Trainer
 
     run = RunDir.for_config(cfg, isolated / "b")
@@ -185,7 +185,7 @@ def test_non_finite_loss_stops_with_clear_message(tiny, isolated):
 
 def test_published_checkpoint_as_init(tiny, isolated, tmp_path):
     cfg = registry.resolve_config("esrgan", "smoke", overrides=tiny)
-    from methods.esrgan import ESRGAN
+    from robustsr_bench.methods.esrgan import ESRGAN
 
     net = ESRGAN().build_generator(cfg)
     torch.save({"params_ema": net.state_dict()}, tmp_path / "published.pth")
@@ -211,14 +211,14 @@ def test_fine_tune_id_covers_the_run_it_starts_from(tiny, monkeypatch):
 
     cfg = registry.resolve_config("rsr", "smoke", overrides=tiny)
     before = run_id(cfg)
-    original = runner.baseline_config
+    original = plan.baseline_config
 
-    def longer_baseline(c, method=runner.BASELINE_METHOD):
+    def longer_baseline(c, method=plan.BASELINE_METHOD):
         return registry.resolve_config(method, c.profile, "", c.seed, {"train.iters": 7})
 
-    monkeypatch.setattr(runner, "baseline_config", longer_baseline)
+    monkeypatch.setattr(plan, "baseline_config", longer_baseline)
     assert run_id(cfg) != before
-    monkeypatch.setattr(runner, "baseline_config", original)
+    monkeypatch.setattr(plan, "baseline_config", original)
     assert run_id(cfg) == before
     scratch = registry.resolve_config("esrgan", "smoke", overrides=tiny)
     assert run_id(scratch).startswith("esrgan-smoke-s0-")

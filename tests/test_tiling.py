@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from methods.base import Method
+from robustsr_bench.methods.base import Method
 from robustsr_bench import registry
 from robustsr_bench.errors import ConfigError
 from robustsr_bench.evaluate import restore_image

@@ -7,7 +7,6 @@ resumed run identical to that of an uninterrupted one, whatever the number of wo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -19,31 +18,9 @@ from ..errors import DataError
 from . import embedded
 from .degradations import bicubic_resize
 from .io import load_image
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Sorted image files of a folder (``recursive``: and of its subfolders); a missing,
-    unreadable or empty folder is one clear error."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise DataError(f"{path}: folder not found")
-    try:
-        found = path.rglob("*") if recursive else path.iterdir()
-        files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    except PermissionError:
-        raise DataError(f"{path}: folder is not readable (permission denied)") from None
-    if not files:
-        raise DataError(f"{path}: empty folder (no {', '.join(IMAGE_SUFFIXES)} images)")
-    return files
-
-
-@dataclass(frozen=True)
-class Pair:
-    hr: Path | None  # None: a no-reference photo (DPED, face crops), evaluation only
-    lr: Path | None = None
-    edge: Path | None = None  # precomputed HR edge map (BAPD's train_EDGE_sub)
+from .layouts import data_root, discover, layout
+# moved to pairs.py (re-exported here for callers of the old location)
+from .pairs import IMAGE_SUFFIXES, Pair, list_images  # noqa: F401
 
 
 def paired(hr_dir: str | Path, lr_dir: str | Path) -> list[Pair]:
@@ -212,8 +189,6 @@ def train_pairs(cfg: Any) -> list[Pair]:
 def registered_train_pairs(name: str, root: str, scale: int, split: str) -> list[Pair]:
     """A registered dataset's pairs under ``root`` (or ``$ROBUSTSR_DATA``); one with no HR
     images cannot be trained on."""
-    from .layouts import data_root, discover, layout
-
     if not layout(name).has_reference:
         raise DataError(f"data.train={name} has no HR images (a no-reference set); train on a "
                         f"dataset with references, see `list datasets`")
@@ -231,17 +206,3 @@ def make_train_loader(cfg: Any, start_step: int, rank: int = 0,
     return DataLoader(dataset, batch_size=sampler.local, sampler=sampler,
                       num_workers=workers, persistent_workers=False, drop_last=True,
                       pin_memory=torch.cuda.is_available())
-
-
-def dataset_loader(name: str, root: str = "", split: str = "train", overrides: Any = None,
-                   start_step: int = 0) -> DataLoader:
-    """The training loader a run on registered dataset ``name`` would use (for ``bench``).
-
-    ``overrides`` is a ``{dotted.key: value}`` dict on top of the smoke ESRGAN config, e.g.
-    ``{"scale": 4, "train.batch_size": 16, "train.patch_size": 128, "runtime.num_workers": 8}``.
-    """
-    from .. import registry
-
-    cfg = registry.resolve_config("esrgan", "smoke", overrides={
-        "data.train": name, "data.root": root, "data.split": split, **(overrides or {})})
-    return make_train_loader(cfg, start_step)

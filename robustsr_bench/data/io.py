@@ -28,7 +28,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from ..results import atomic_path
+from ..files import atomic_path
 
 EXPECTED = "expected a readable PNG/JPEG/BMP/TIFF/WebP image"
 _UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")

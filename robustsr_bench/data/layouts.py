@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import DataError
-from .datasets import Pair, list_images
+from .pairs import Pair, list_images
 
 DATA_ENV = "ROBUSTSR_DATA"
 SUB_SUFFIX = "_sub"

@@ -34,11 +34,11 @@ from tqdm import tqdm
 
 from ..config import check
 from ..errors import DataError
-from ..results import atomic_path, atomic_write_text
+from ..files import atomic_path, atomic_write_text
 from .datasets import Pair, edge_size_problem, size_problem
 from .edges import EdgeConfig, edge_image
 from .io import load_image, save_image
-from .layouts import SUB_SUFFIX, check_split_scale, layout, pair_id, scan
+from .layouts import SUB_SUFFIX, check_split_scale, data_root, layout, pair_id, scan
 
 MARKERS = ".prepare"
 
@@ -312,8 +312,6 @@ def data_command(action: str, name: str, configured_root: str, scale: int | None
                  split: str | None, workers: int, settings: dict[str, Any]) -> int:
     """``data prepare|verify NAME``: print the outcome; verify lists every problem, exit 1."""
     import sys
-
-    from .layouts import data_root
 
     root = data_root(configured_root)
     progress = sys.stderr.isatty()

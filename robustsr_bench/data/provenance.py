@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .. import registry
+from .datasets import train_pairs
 
 
 def trained_on(cfg: Any, trains: bool) -> str:
@@ -29,8 +30,6 @@ def train_data(cfg: Any, trains: bool) -> dict[str, Any]:
     """Dataset, split, scale and number of training images (pairs) of a training run."""
     if not trains:
         return {}
-    from .datasets import train_pairs
-
     return {"dataset": trained_on(cfg, trains), "split": cfg.data.split or "default",
             "scale": cfg.scale, "images": len(train_pairs(cfg))}
 

@@ -23,9 +23,14 @@ import numpy as np
 
 from .. import registry
 from ..errors import ConfigError, DataError
-from ..results import atomic_write_text
+from ..files import Workdir, atomic_write_text
+from ..metrics import _SSIM_WINDOW
 from .degradations import apply_ops, mod_crop, realesrgan_ops
+from .datasets import size_problem
 from .io import load_image, save_image, to_tensor
+from .layouts import data_root as resolve_root
+from .layouts import discover
+from .pairs import list_images
 
 FORMAT_VERSION = 1
 
@@ -56,15 +61,13 @@ def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Pat
     key = json.dumps({"spec": spec, "ops": suite_ops(name), "scale": scale, "v": FORMAT_VERSION,
                       "images": [str(p) for p in images]}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-    return root / "cache" / "suites" / f"{name}-x{scale}-{digest}"
+    return Workdir(root).suite_cache / f"{name}-x{scale}-{digest}"
 
 
 def min_eval_side(scale: int) -> int:
     """The smallest HR side every metric can score: SSIM's 11x11 window after the ``scale``
     border each side is cropped, rounded up to a multiple of ``scale``. A smaller test image is
     refused at load time, naming the file, instead of failing inside a resize or a metric."""
-    from ..metrics import _SSIM_WINDOW
-
     return scale * -(-(_SSIM_WINDOW + 2 * scale) // scale)
 
 
@@ -103,8 +106,6 @@ def load_suite(name: str, scale: int, images: Sequence[Path], root: Path,
                               data_root)
     lr_dir = spec.get("lr_dir")
     if lr_dir:
-        from .datasets import list_images
-
         return [EvalImage(p.stem, load_image(p), None, None)
                 for p in list_images(Path(str(lr_dir)).expanduser())]
     out = _cache_dir(name, scale, images, root)
@@ -119,10 +120,6 @@ def load_suite(name: str, scale: int, images: Sequence[Path], root: Path,
 def dataset_images(dataset: str, split: str, scale: int, data_root: str) -> list[EvalImage]:
     """A registered dataset's real LR images with their HR (None for no-reference sets); each
     LR x ``scale`` == HR is checked at load time, naming the file."""
-    from .datasets import size_problem
-    from .layouts import data_root as resolve_root
-    from .layouts import discover
-
     out = []
     for pair in discover(dataset, resolve_root(data_root), scale, split or None):
         if pair.lr is None:

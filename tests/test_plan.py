@@ -1,0 +1,67 @@
+"""One planning rule: what run this is (its id) and what it starts from, the same for `run`,
+`sweep --dry-run` and `report`; a method that does not train starts from nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robustsr_bench import plan, registry, runner
+from robustsr_bench.cli import main
+from robustsr_bench.errors import ConfigError
+from robustsr_bench.report import load_records
+from tests.conftest import TINY, as_set_args
+
+
+def drop_init_line(configs: Path, method: str) -> None:
+    path = configs / "methods" / f"{method}.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["config"].pop("train", None)
+    path.write_text(yaml.safe_dump(spec))
+
+
+def dry_run(tmp_path: Path, method: str, capsys: pytest.CaptureFixture) -> list[str]:
+    sweep = tmp_path / "one.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "one", "profile": "smoke", "seeds": [0],
+                                     "runs": [{"method": method}], "set": dict(TINY)}))
+    capsys.readouterr()
+    assert main(["sweep", str(sweep), "--dry-run"]) == 0
+    return capsys.readouterr().out.splitlines()[:-1]
+
+
+def test_test_time_method_needs_no_init_line(tiny_configs, tmp_path, capsys) -> None:
+    drop_init_line(tiny_configs, "ddsr")
+    cfg = registry.resolve_config("ddsr", "smoke", overrides=TINY)
+    assert cfg.train.init == "baseline"  # the schema's default, which a fine-tune needs
+    assert plan.start_method(cfg) is None
+    assert dry_run(tmp_path, "ddsr", capsys) == [plan.run_id(cfg)]  # no baseline before it
+    rsr = registry.resolve_config("rsr", "smoke", overrides=TINY)
+    assert plan.start_method(rsr) == plan.BASELINE_METHOD
+
+
+@pytest.mark.slow
+def test_run_sweep_and_report_agree_on_the_run_id(tiny_configs, isolated, tmp_path,
+                                                  capsys) -> None:
+    drop_init_line(tiny_configs, "bicubic")
+    cfg = registry.resolve_config("bicubic", "smoke", overrides=TINY)
+    planned = plan.run_id(cfg)
+    assert dry_run(tmp_path, "bicubic", capsys) == [planned]
+    assert main(["run", "--method", "bicubic", *as_set_args(TINY)]) == 0
+    assert f"run {planned} -> " in capsys.readouterr().out
+    assert [p.name for p in (isolated / "runs").iterdir()] == [planned]  # no baseline trained
+    assert set(load_records(isolated).frame["run_id"]) == {planned}
+
+
+def test_dependencies_come_first_and_are_not_trained_by_the_run_itself(tiny_configs,
+                                                                        isolated) -> None:
+    andgan = registry.resolve_config("and", "smoke", "gan", overrides=TINY)
+    chain = plan.dependencies(andgan)
+    assert [(c.method, c.ablation) for c in chain] == [("esrgan", ""), ("and", "")]
+    assert plan.dependencies(chain[0]) == []
+    rsr = registry.resolve_config("rsr", "smoke", overrides=TINY)
+    base = plan.run_id(plan.dependencies(rsr)[0])
+    with pytest.raises(ConfigError, match=f"starts from run {base}, which is not finished"):
+        runner.execute_one(rsr, isolated)
+    assert not (isolated / "runs" / base).exists()
