@@ -29,13 +29,17 @@ from .trainer import Checkpoints, Trainer, atomic_torch_save, select_device, tor
 
 log = logging.getLogger("robustsr_bench")
 BASELINE_METHOD = "esrgan"
-_SHARED_SECTIONS = ("scale", "model", "disc", "data")
+# ``eval`` too: the baseline is evaluated on the fine-tune's suites (where it is compared with
+# it), so a fine-tune on custom suites does not also create and evaluate a second baseline run
+# on the profile's default suites; the weights are trained once (see adopt_trained_weights).
+_SHARED_SECTIONS = ("scale", "model", "disc", "data", "eval")
 
 
 def baseline_config(cfg: Any, method: str = BASELINE_METHOD) -> Any:
     """The run ``cfg`` fine-tunes from: by default the clean ESRGAN run (the papers' protocol),
     or the default variant of ``method`` (``train.init: method:and``, e.g. ANDGAN from ANDNet).
-    Same profile, seed, architecture and training data; the rest from that method's YAML."""
+    Same profile, seed, architecture, training data and eval suites; the rest from that
+    method's YAML."""
     shared = {k: v for k, v in to_dict(cfg).items() if k in _SHARED_SECTIONS}
     return registry.resolve_config(method, cfg.profile, "", cfg.seed, flatten(shared))
 
