@@ -82,6 +82,8 @@ class BenchOptions:
     tile side for the tiled measurement. ``loader_batches``: batches timed per loader.
     ``dataset`` / ``data_root``: also time the loader of a registered (prepared) dataset.
     ``overrides``: ``--set`` fields applied to every run config (e.g. runtime.channels_last).
+    ``peer``: also time the clean ESRGAN step against BasicSR's (:mod:`robustsr_bench.peer`) at
+    each size whose objective is the GAN one.
     """
 
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -96,6 +98,7 @@ class BenchOptions:
     loader_batches: int = 20
     dataset: str = ""
     data_root: str = ""
+    peer: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -513,6 +516,33 @@ def time_size(bench: SizeBench, options: BenchOptions) -> None:
         "steps": steps,
         "inference": inference_rates(ref.g_ema, cfg, options.infer_lr, options.infer_tile,
                                      max(1, options.repeats // 2), ref.device)}
+    if options.peer and cfg.loss.mode == "gan":
+        bench.result["peer"] = peer_ratio(ref, bench.batches["esrgan"], options.repeats,
+                                          options.warmup)
+
+
+def peer_ratio(trainer: Trainer, batches: list[Batch], repeats: int,
+               warmup: int) -> dict[str, Any]:
+    """Our ESRGAN step against BasicSR's on the same generator weights, interleaved round by
+    round (each side on its own fresh batches of the same values); ratio = ours / BasicSR's."""
+    from .peer import peer_for
+
+    peer = peer_for(trainer)
+    copies = [Batch(b.lq.clone(), b.gt.clone()) for b in batches]
+    ours, theirs = [], []
+    for step in range(warmup + repeats):
+        for times, run in ((ours, lambda: trainer.train_step(batches[step], step)),
+                           (theirs, lambda: peer.step(copies[step].lq, copies[step].gt))):
+            _sync(trainer.device)
+            start = time.perf_counter()
+            run()
+            _sync(trainer.device)
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+    r1, rmed, r3 = quartiles([a / b for a, b in zip(ours, theirs)])
+    return {"ours_ms": 1e3 * statistics.median(ours), "basicsr_ms": 1e3 * statistics.median(theirs),
+            "ratio": rmed, "ratio_iqr": r3 - r1, "samples": len(ours),
+            "vgg19": "randomly initialised (weights absent offline; same cost)"}
 
 
 def _libc() -> Any:
@@ -607,7 +637,14 @@ def _size_section(size: dict[str, Any]) -> list[str]:
             f"counted by torch.utils.flop_counter (convolutions and matmuls).")
     if size["size"] == "paper-real":
         title += " (the papers' training size: minutes per round on a CPU)"
-    return [title, "", _STEP_HEADER, *rows, "", inference, "", peak, ""]
+    lines = [title, "", _STEP_HEADER, *rows, "", inference, "", peak, ""]
+    if size.get("peer"):
+        p = size["peer"]
+        lines += [f"Peer: this harness's clean ESRGAN step {p['ours_ms']:.1f} ms vs BasicSR's "
+                  f"published step (re-stated in robustsr_bench/peer.py) {p['basicsr_ms']:.1f} ms "
+                  f"on the same G weights: ratio {p['ratio']:.2f} (IQR {p['ratio_iqr']:.2f}, "
+                  f"{p['samples']} interleaved rounds); VGG19 {p['vgg19']}.", ""]
+    return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:

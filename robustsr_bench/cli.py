@@ -125,6 +125,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    "LR_SIDE^2 image by the paper-size generator (time, MP/s, peak memory)")
     p.add_argument("--tile", type=int, help="with --large: tile side (default eval.tile_size)")
     p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--peer", action="store_true", default=None, help="also time the clean "
+                   "ESRGAN step against BasicSR's published step (GAN sizes), interleaved")
     p.add_argument("--force", action="store_true", help="write into results/ even when the "
                    "machine was busy (load average above the core count) during the bench")
 
