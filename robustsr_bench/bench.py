@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -304,7 +304,7 @@ def step_flops(trainer: Trainer, batch: Batch) -> float:
     class Count(TorchDispatchMode):
         total = 0
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore
             out = func(*args, **(kwargs or {}))
             formula = flop_registry.get(func._overloadpacket)
             if formula is not None:
@@ -346,11 +346,11 @@ class LoadMonitor:
         while not self._done.wait(self.every):
             self.samples.append(os.getloadavg()[0])
 
-    def __enter__(self) -> "LoadMonitor":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
         self.samples.append(os.getloadavg()[0])
@@ -529,13 +529,16 @@ def peer_ratio(trainer: Trainer, batches: list[Batch], repeats: int,
 
     peer = peer_for(trainer)
     copies = [Batch(b.lq.clone(), b.gt.clone()) for b in batches]
-    ours, theirs = [], []
+    ours: list[float] = []
+    theirs: list[float] = []
     for step in range(warmup + repeats):
-        for times, run in ((ours, lambda: trainer.train_step(batches[step], step)),
-                           (theirs, lambda: peer.step(copies[step].lq, copies[step].gt))):
+        for times in (ours, theirs):
             _sync(trainer.device)
             start = time.perf_counter()
-            run()
+            if times is ours:
+                trainer.train_step(batches[step], step)
+            else:
+                peer.step(copies[step].lq, copies[step].gt)
             _sync(trainer.device)
             if step >= warmup:
                 times.append(time.perf_counter() - start)

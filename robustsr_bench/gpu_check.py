@@ -20,8 +20,9 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -115,13 +116,14 @@ def _sync(device: torch.device) -> None:
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     peak = result["bf16_peak_tflops"]
+    peak_text = f"{peak:.0f} TFLOP/s" if peak else "unknown (pass --peak-tflops)"
+    header = (f"GPU: {m['gpu'] or 'none'} ({m['device']}), torch {m['torch']}; size "
+              f"{result['size']}; bf16 peak used for MFU: {peak_text}. FLOPs by "
+              f"torch.utils.flop_counter formulas (convolutions, matmuls).")
+    columns = ("| mode | method | step ms | x reference | reference | x esrgan | TFLOP/s | MFU "
+               "| peak MB |")
     lines = ["# GPU check: training-step cost, throughput and MFU at the papers' size", "",
-             f"GPU: {m['gpu'] or 'none'} ({m['device']}), torch {m['torch']}; size "
-             f"{result['size']}; bf16 peak used for MFU: "
-             f"{f'{peak:.0f} TFLOP/s' if peak else 'unknown (pass --peak-tflops)'}. FLOPs by "
-             f"torch.utils.flop_counter formulas (convolutions, matmuls).", "",
-             "| mode | method | step ms | x reference | reference | x esrgan | TFLOP/s | MFU "
-             "| peak MB |", "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+             header, "", columns, "|---|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in result["rows"]:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         lines.append(f"| {r['mode']} | {r['variant']} | {r['step_ms']:.1f} | {r['ratio']:.2f} "
@@ -129,12 +131,13 @@ def render(result: dict[str, Any]) -> str:
                      f"| {mfu} | {r['peak_mb']:.0f} |")
     if result.get("peer"):
         p = result["peer"]
-        lines += ["", f"Peer (fp32): our ESRGAN step {p['ours_ms']:.1f} ms vs BasicSR's "
-                      f"{p['basicsr_ms']:.1f} ms, ratio {p['ratio']:.2f} (IQR {p['ratio_iqr']:.2f})."]
+        lines += ["", (f"Peer (fp32): our ESRGAN step {p['ours_ms']:.1f} ms vs BasicSR's "
+                       f"{p['basicsr_ms']:.1f} ms, ratio {p['ratio']:.2f} "
+                       f"(IQR {p['ratio_iqr']:.2f}).")]
     d = result["ddp"]
-    lines += ["", f"Data-parallel path, 1 process ({d['backend']}): {d['ddp_ms']:.1f} ms per "
-                  f"ESRGAN step vs {d['single_ms']:.1f} ms without, ratio {d['ratio']:.2f} "
-                  f"(median of {d['steps']}).", ""]
+    lines += ["", (f"Data-parallel path, 1 process ({d['backend']}): {d['ddp_ms']:.1f} ms per "
+                   f"ESRGAN step vs {d['single_ms']:.1f} ms without, ratio {d['ratio']:.2f} "
+                   f"(median of {d['steps']})."), ""]
     return "\n".join(lines)
 
 

@@ -53,9 +53,11 @@ class BasicSRStep:
         self.sched = [torch.optim.lr_scheduler.MultiStepLR(o, MILESTONES, 0.5)
                       for o in (self.opt_g, self.opt_d)]
 
+    def _features(self, x: Tensor) -> Tensor:
+        return self.vgg((x - self.mean) / self.std)
+
     def _percep(self, x: Tensor, gt: Tensor) -> Tensor:
-        feat = lambda t: self.vgg((t - self.mean) / self.std)  # noqa: E731
-        return F.l1_loss(feat(x), feat(gt.detach()))
+        return F.l1_loss(self._features(x), self._features(gt.detach()))
 
     def step(self, lq: Tensor, gt: Tensor) -> dict[str, float]:
         """``optimize_parameters`` then ``model_ema(decay=0.999)``; returns the losses."""

@@ -4,9 +4,6 @@ aside), so the timing ratio compares like with like."""
 
 from __future__ import annotations
 
-import torch
-
-from methods.base import Batch
 from robustsr_bench import bench, registry
 from robustsr_bench.peer import peer_for, share_weights
 
