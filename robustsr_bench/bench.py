@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ from robustsr_bench.methods.base import Batch
 from . import registry, weights
 from .config import schema_for
 from .data.datasets import make_train_loader
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .losses import PerceptualLoss
 from .files import Workdir, atomic_write_text
 from .nets.vgg import VGGFeatureExtractor
@@ -68,7 +68,9 @@ from .tiling import tiled_restore
 from .trainer import Trainer, select_device
 
 log = logging.getLogger("robustsr_bench")
-SIZES = ("paper", "smoke")
+SIZES = ("paper", "paper-real", "smoke")
+# The papers' own patch and batch (LR 32 px = HR 128, batch 16): minutes per step round on a CPU.
+PAPER_REAL = {"patch": 32, "batch": 16}
 DEFAULT_METHODS = ("esrgan", "rsr", "and", "bapd")
 
 
@@ -95,6 +97,8 @@ class BenchOptions:
     tile side for the tiled measurement. ``loader_batches``: batches timed per loader.
     ``dataset`` / ``data_root``: also time the loader of a registered (prepared) dataset.
     ``overrides``: ``--set`` fields applied to every run config (e.g. runtime.channels_last).
+    ``peer``: also time the clean ESRGAN step against BasicSR's (:mod:`robustsr_bench.peer`) at
+    each size whose objective is the GAN one.
     """
 
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -109,6 +113,7 @@ class BenchOptions:
     loader_batches: int = 20
     dataset: str = ""
     data_root: str = ""
+    peer: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -203,10 +208,16 @@ def size_overrides(size: str, options: BenchOptions) -> dict[str, Any]:
     """Config fields of a bench size on top of its profile (paper: small patches)."""
     base = {"runtime.progress": False, "runtime.device": options.device,
             "runtime.num_workers": 0, **options.overrides}
-    if size == "paper":
-        base.update({"train.patch_size": options.patch * 4, "train.batch_size": options.batch,
-                     "scale": 4})
+    if size.startswith("paper"):
+        patch, batch = ((PAPER_REAL["patch"], PAPER_REAL["batch"]) if size == "paper-real"
+                        else (options.patch, options.batch))
+        base.update({"train.patch_size": patch * 4, "train.batch_size": batch, "scale": 4})
     return base
+
+
+def profile_of(size: str) -> str:
+    """The config profile a bench size starts from (``paper-real`` is the paper profile)."""
+    return "paper" if size.startswith("paper") else size
 
 
 def resolve(method: str, size: str, overrides: dict[str, Any]) -> Any:
@@ -223,17 +234,18 @@ def variants(size: str, options: BenchOptions) -> list[Variant]:
     other objective a method uses (``esrgan[psnr]``)."""
     extra = size_overrides(size, options)
     methods = ["esrgan", *[m for m in options.methods if m != "esrgan"]]
-    base = resolve("esrgan", size, extra)
+    profile = profile_of(size)
+    base = resolve("esrgan", profile, extra)
     out = [Variant("esrgan", base, "esrgan")]
     for name in methods[1:]:
-        cfg = resolve(name, size, extra)
+        cfg = resolve(name, profile, extra)
         if not registry.method_spec(name).load_adapter().trains:
             continue
         ref = "esrgan"
         if cfg.loss.mode != base.loss.mode:
             ref = f"esrgan[{cfg.loss.mode}]"
             if all(v.label != ref for v in out):
-                out.append(Variant(ref, resolve("esrgan", size,
+                out.append(Variant(ref, resolve("esrgan", profile,
                                                 {**extra, "loss.mode": cfg.loss.mode}), ref))
         out.append(Variant(name, cfg, ref))
     return out
@@ -265,7 +277,9 @@ def build_trainer(cfg: Any, workdir: Path) -> Trainer:
 
 
 def random_batch(cfg: Any, device: torch.device, seed: int = 0) -> Batch:
-    """Random HR patches and their box-filtered LR (what a step costs does not depend on them)."""
+    """Random HR patches and their box-filtered LR (what a step costs does not depend on them).
+    Each timed step gets its own (``seed``), made before timing: a batch fed twice would let the
+    perceptual loss serve the HR features from its cache and skip a VGG pass training makes."""
     gen = torch.Generator().manual_seed(seed)
     hr = cfg.train.patch_size
     gt = torch.rand(cfg.train.batch_size, 3, hr, hr, generator=gen)
@@ -277,20 +291,96 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(trainers: dict[str, Trainer], batches: dict[str, Batch], repeats: int,
+def time_steps(trainers: dict[str, Trainer], batches: dict[str, list[Batch]], repeats: int,
                warmup: int) -> dict[str, list[float]]:
-    """Seconds of ``repeats`` steps per trainer, interleaved round-robin after ``warmup``."""
+    """Seconds of ``repeats`` steps per trainer, interleaved round-robin after ``warmup``; step
+    ``i`` of a trainer trains on ``batches[label][i]`` (fresh every step, as in training)."""
     out: dict[str, list[float]] = {k: [] for k in trainers}
     for step in range(warmup + repeats):
         for label, trainer in trainers.items():
             _sync(trainer.device)
             start = time.perf_counter()
-            trainer.train_step(batches[label], step)
+            trainer.train_step(batches[label][step], step)
             _sync(trainer.device)
             if step >= warmup:
                 out[label].append(time.perf_counter() - start)
         log.info("bench: round %d/%d (%d warm-up) done", step + 1, warmup + repeats, warmup)
     return out
+
+
+def step_flops(trainer: Trainer, batch: Batch) -> float:
+    """FLOPs of one training step (forward, backward, attack, D step) by the formulas of
+    ``torch.utils.flop_counter`` (convolutions and matmuls; elementwise ops are not counted).
+    A bare dispatch mode rather than ``FlopCounterMode``: the latter's per-module tracking
+    hooks fail inside the attacks' ``autograd.grad``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore
+            out = func(*args, **(kwargs or {}))
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **(kwargs or {}), out_val=out)
+            return out
+
+    with Count() as counter:
+        trainer.train_step(batch, 20_000)
+    return float(counter.total)
+
+
+def conv3x3_rate(channels: int, side: int, batch: int, device: torch.device,
+                 repeats: int = 5) -> float:
+    """GFLOP/s of a ``channels``->``channels`` 3x3 convolution (forward + backward, fp32) on the
+    trunk's feature map (``batch`` x ``side``^2), best of ``repeats``: the rate this process can
+    reach on the op that dominates the step, against which each step's achieved rate is read."""
+    x = torch.randn(batch, channels, side, side, device=device, requires_grad=True)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(device)
+    flops = 3 * 2 * batch * channels * channels * 9 * side * side  # fwd + grad in + grad w
+    best = float("inf")
+    for _ in range(repeats + 1):
+        _sync(device)
+        start = time.perf_counter()
+        conv(x).sum().backward()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return flops / best / 1e9
+
+
+class LoadMonitor:
+    """The 1-minute load average at the start, the end and its maximum in between (sampled
+    every ``every`` s): a load above the core count means other processes shared the CPU."""
+
+    def __init__(self, every: float = 1.0):
+        self.every, self.samples, self._done = every, [os.getloadavg()[0]], threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> dict[str, float]:
+        return {"start": round(self.samples[0], 2), "end": round(self.samples[-1], 2),
+                "max": round(max(self.samples), 2)}
+
+
+def busy_reason(load: dict[str, float], cores: int) -> str | None:
+    """Why the machine was too busy for a reference result (load above the core count)."""
+    if load["max"] > cores:
+        return (f"the 1-minute load average reached {load['max']} on {cores} cores during the "
+                f"bench (start {load['start']}, end {load['end']})")
+    return None
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -479,7 +569,7 @@ class SizeBench:
     size: str
     specs: list[Variant]
     trainers: dict[str, Trainer]
-    batches: dict[str, Batch]
+    batches: dict[str, list[Batch]]
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -487,7 +577,9 @@ def prepare_size(size: str, options: BenchOptions, workdir: Path) -> SizeBench:
     specs = variants(size, options)
     log.info("bench: %s size: building %s", size, ", ".join(v.label for v in specs))
     trainers = {v.label: build_trainer(v.cfg, workdir) for v in specs}
-    batches = {v.label: random_batch(v.cfg, trainers[v.label].device) for v in specs}
+    rounds = options.warmup + options.repeats + 2  # + 2: the FLOP count's, the memory pass's
+    batches = {v.label: [random_batch(v.cfg, trainers[v.label].device, seed)
+                         for seed in range(rounds)] for v in specs}
     return SizeBench(size, specs, trainers, batches)
 
 
@@ -495,13 +587,52 @@ def time_size(bench: SizeBench, options: BenchOptions) -> None:
     """Step times (interleaved) and inference rates of one size, into ``bench.result``."""
     times = time_steps(bench.trainers, bench.batches, options.repeats, options.warmup)
     cfg, ref = bench.specs[0].cfg, bench.trainers["esrgan"]
+    peak = conv3x3_rate(cfg.model.num_feat, cfg.train.patch_size // cfg.scale,
+                        cfg.train.batch_size, ref.device)
+    steps = summarise_steps(times, {v.label: v.reference for v in bench.specs})
+    for row in steps:
+        flops = step_flops(bench.trainers[row["variant"]], bench.batches[row["variant"]][-2])
+        row["gflop"] = flops / 1e9
+        row["gflop_s"] = flops / 1e9 / (row["step_ms"] / 1e3)
+        row["of_conv_peak"] = row["gflop_s"] / peak
     bench.result = {
         "size": bench.size,
         "model": {"num_feat": cfg.model.num_feat, "num_block": cfg.model.num_block,
                   "lr_patch": cfg.train.patch_size // cfg.scale, "batch": cfg.train.batch_size},
-        "steps": summarise_steps(times, {v.label: v.reference for v in bench.specs}),
+        "conv3x3_gflop_s": peak,
+        "steps": steps,
         "inference": inference_rates(ref.g_ema, cfg, options.infer_lr, options.infer_tile,
                                      max(1, options.repeats // 2), ref.device)}
+    if options.peer and cfg.loss.mode == "gan":
+        bench.result["peer"] = peer_ratio(ref, bench.batches["esrgan"], options.repeats,
+                                          options.warmup)
+
+
+def peer_ratio(trainer: Trainer, batches: list[Batch], repeats: int,
+               warmup: int) -> dict[str, Any]:
+    """Our ESRGAN step against BasicSR's on the same generator weights, interleaved round by
+    round (each side on its own fresh batches of the same values); ratio = ours / BasicSR's."""
+    from .peer import peer_for
+
+    peer = peer_for(trainer)
+    copies = [Batch(b.lq.clone(), b.gt.clone()) for b in batches]
+    ours: list[float] = []
+    theirs: list[float] = []
+    for step in range(warmup + repeats):
+        for times in (ours, theirs):
+            _sync(trainer.device)
+            start = time.perf_counter()
+            if times is ours:
+                trainer.train_step(batches[step], step)
+            else:
+                peer.step(copies[step].lq, copies[step].gt)
+            _sync(trainer.device)
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+    r1, rmed, r3 = quartiles([a / b for a, b in zip(ours, theirs)])
+    return {"ours_ms": 1e3 * statistics.median(ours), "basicsr_ms": 1e3 * statistics.median(theirs),
+            "ratio": rmed, "ratio_iqr": r3 - r1, "samples": len(ours),
+            "vgg19": "randomly initialised (weights absent offline; same cost)"}
 
 
 def _libc() -> Any:
@@ -537,16 +668,32 @@ def memory_size(bench: SizeBench) -> None:
         label = row["variant"]
         _trim()
         with peak_memory(bench.trainers[label].device) as mem:
-            bench.trainers[label].train_step(bench.batches[label], step)
+            bench.trainers[label].train_step(bench.batches[label][-1], step)
         row["peak_mb"] = mem["mb"]
 
 
-def run_bench(options: BenchOptions, out: Path) -> dict[str, Any]:
+def run_bench(options: BenchOptions, out: Path, reference: bool = False,
+              force: bool = False) -> dict[str, Any]:
     """Measure everything ``options`` asks for; write ``out/bench.md`` and ``out/bench.json``.
 
-    All sizes are timed before any memory is measured (see :func:`_return_freed_memory`)."""
+    All sizes are timed before any memory is measured (see :func:`_return_freed_memory`). A
+    ``reference`` result (the committed results folder) measured on a busy machine (see
+    :func:`busy_reason`) is refused, nothing written, unless ``force``."""
     device = select_device(options.device)
     report: dict[str, Any] = {"machine": machine_info(device), "options": asdict(options)}
+    with LoadMonitor() as load:
+        _measure(options, device, report)
+    report["machine"]["load_average"] = load.summary()
+    busy = busy_reason(load.summary(), os.cpu_count() or 1)
+    report["machine"]["busy"] = busy
+    if busy and reference and not force:
+        raise UserError(f"bench: {busy}; a reference result needs a quiet machine, so nothing "
+                        f"was written to {out} (run again when it is quiet, or --force)")
+    write_outputs(report, out)
+    return report
+
+
+def _measure(options: BenchOptions, device: torch.device, report: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="robustsr-bench-") as tmp:
         benches = [prepare_size(size, options, Path(tmp)) for size in options.sizes]
         for bench in benches:
@@ -557,12 +704,11 @@ def run_bench(options: BenchOptions, out: Path) -> dict[str, Any]:
         for bench in benches:
             memory_size(bench)
     report["sizes"] = [b.result for b in benches]
-    write_outputs(report, out)
-    return report
 
 
 _STEP_HEADER = ("| method | step ms (median) | IQR ms | x reference (median) | IQR | reference "
-                "| x esrgan | peak MB |\n|---|---:|---:|---:|---:|---|---:|---:|")
+                "| x esrgan | peak MB | GFLOP/step | GFLOP/s | of conv3x3 rate |\n"
+                "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
 
 
 def _size_section(size: dict[str, Any]) -> list[str]:
@@ -571,11 +717,24 @@ def _size_section(size: dict[str, Any]) -> list[str]:
              f"LR patch {mod['lr_patch']} px, batch {mod['batch']}")
     rows = [f"| {r['variant']} | {r['step_ms']:.1f} | {r['step_iqr_ms']:.1f} | {r['ratio']:.2f} "
             f"| {r['ratio_iqr']:.2f} | {r['reference']} | {r['ratio_to_esrgan']:.2f} "
-            f"| {r['peak_mb']:.0f} |" for r in size["steps"]]
+            f"| {r['peak_mb']:.0f} | {r['gflop']:.2f} | {r['gflop_s']:.1f} "
+            f"| {r['of_conv_peak']:.0%} |" for r in size["steps"]]
     inference = (f"Inference (EMA generator, {inf['lr_side']}x{inf['lr_side']} LR): "
                  f"{inf['untiled_mp_s']:.3f} output MP/s untiled, {inf['tiled_mp_s']:.3f} tiled "
                  f"({inf['tile']} px tiles).")
-    return [title, "", _STEP_HEADER, *rows, "", inference, ""]
+    peak = (f"conv3x3 {mod['num_feat']}->{mod['num_feat']} ch on the trunk's feature map "
+            f"(fwd + bwd, fp32, same process): {size['conv3x3_gflop_s']:.1f} GFLOP/s; FLOPs "
+            f"counted by torch.utils.flop_counter (convolutions and matmuls).")
+    if size["size"] == "paper-real":
+        title += " (the papers' training size: minutes per round on a CPU)"
+    lines = [title, "", _STEP_HEADER, *rows, "", inference, "", peak, ""]
+    if size.get("peer"):
+        p = size["peer"]
+        lines += [f"Peer: this harness's clean ESRGAN step {p['ours_ms']:.1f} ms vs BasicSR's "
+                  f"published step (re-stated in robustsr_bench/peer.py) {p['basicsr_ms']:.1f} ms "
+                  f"on the same G weights: ratio {p['ratio']:.2f} (IQR {p['ratio_iqr']:.2f}, "
+                  f"{p['samples']} interleaved rounds); VGG19 {p['vgg19']}.", ""]
+    return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -584,6 +743,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     machine = (f"Machine: {m['cpu']} ({m['cpu_count']} cores, {m['threads']} torch threads), "
                f"GPU: {m['gpu'] or 'none'}, device {m['device']}, torch {m['torch']}, "
                f"1-min load average at start {m['load_average_1m']}.")
+    load = m.get("load_average")
+    if load:
+        machine += (f" Load during the run: start {load['start']}, end {load['end']}, max "
+                    f"{load['max']}" + (" (BUSY: other processes shared the CPU)."
+                                        if m.get("busy") else "."))
     rates = ", ".join(f"{k}: {v:.1f}" for k, v in report["loader_images_s"].items())
     method = (f"{opts['repeats']} interleaved repeats after {opts['warmup']} warm-up step(s); "
               f"ratios are per round (same machine load), then median and IQR over rounds.")
@@ -628,7 +792,9 @@ def bench_command(args: dict[str, Any], overrides: dict[str, Any], out: Path) ->
               f"{result['seconds']:.1f} s, {result['out_mp_s']:.3f} MP/s, peak "
               f"{result['peak_mb']:.0f} MB -> {out / 'bench_large.json'}")
         return 0
-    report = run_bench(options_from_cli(args, overrides), out)
+    reference = out.resolve() == Path("results").resolve()
+    report = run_bench(options_from_cli(args, overrides), out, reference=reference,
+                       force=bool(args.get("force")))
     print(render_markdown(report))
     print(f"wrote {out / 'bench.md'} and {out / 'bench.json'}")
     return 0

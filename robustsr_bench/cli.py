@@ -107,8 +107,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     """Defaults live in ``robustsr_bench.bench.BenchOptions``; the help repeats them."""
     p.add_argument("--methods", help="comma-separated methods (default esrgan,rsr,and,bapd; "
                    "esrgan, the reference, is always timed)")
-    p.add_argument("--sizes", help="generator sizes: paper (64 ch x 23 blocks on small patches) "
-                   "and/or smoke (default paper,smoke)")
+    p.add_argument("--sizes", help="generator sizes: paper (64 ch x 23 blocks on small patches), "
+                   "paper-real (the papers' LR 32 px, batch 16: minutes on a CPU) and/or smoke "
+                   "(default paper,smoke)")
     p.add_argument("--repeats", type=int, help="timed interleaved rounds (default 5)")
     p.add_argument("--warmup", type=int, help="untimed rounds first (default 1)")
     p.add_argument("--patch", type=int, help="paper size: LR patch px (default 16)")
@@ -127,6 +128,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    "architecture with random weights (LR side --infer-lr, here default 64; "
                    "--repeats, here default 3) -> <out>/bench_zoo.json")
     p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--peer", action="store_true", default=None, help="also time the clean "
+                   "ESRGAN step against BasicSR's published step (GAN sizes), interleaved")
+    p.add_argument("--force", action="store_true", help="write into results/ even when the "
+                   "machine was busy (load average above the core count) during the bench")
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import submitit
+import torch
 
 from . import distributed, sweeps, world
 from . import plan as planning  # launch.plan() is the sweep's dependency order
@@ -250,10 +251,12 @@ class RunJob(submitit.helpers.Checkpointable):
     """One run as a job. Requeued on preemption/time-out by submitit (``checkpoint`` is the
     inherited "resubmit me"); the requeued job resumes from the run's last checkpoint."""
 
-    def __init__(self, spec: RunSpec, root: str, sweep: str):
-        self.spec, self.root, self.sweep = spec, str(root), sweep
+    def __init__(self, spec: RunSpec, root: str, sweep: str, threads: int = 0):
+        self.spec, self.root, self.sweep, self.threads = spec, str(root), sweep, threads
 
     def __call__(self) -> str:
+        if getattr(self, "threads", 0):  # a job pickled before the field existed has none
+            torch.set_num_threads(self.threads)
         state = SweepState(Path(self.root), self.sweep)
         rid = self.spec.run_id
         run_log = _run_dir(Path(self.root), rid).path / "train.log"
@@ -441,6 +444,15 @@ def _run_debug(todo: Sequence[Planned], state: SweepState, **_: Any) -> dict[str
     return {rid: "in-process" for rid in ended}
 
 
+def local_threads(parallel: int) -> int:
+    """torch threads per local job: the cores shared out between the ``parallel`` jobs. torch's
+    default (every core in every job) oversubscribes the CPU ``parallel`` times over, and its
+    OpenMP threads then wait on each other; an explicit OMP_NUM_THREADS is respected."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return 0
+    return max(1, (os.cpu_count() or 1) // parallel)
+
+
 def _run_local(todo: Sequence[Planned], state: SweepState, parallel: int,
                **_: Any) -> dict[str, str]:
     """submitit's local executor, at most ``parallel`` jobs at once, dependencies respected."""
@@ -462,7 +474,8 @@ def _run_local(todo: Sequence[Planned], state: SweepState, parallel: int,
                 ended[item.run_id] = "failed"
                 waiting.remove(item)
             elif all(d == "done" for d in deps) and len(running) < parallel:
-                job = executor.submit(RunJob(item.spec, str(state.root), state.dir.name))
+                job = executor.submit(RunJob(item.spec, str(state.root), state.dir.name,
+                                             local_threads(parallel)))
                 state.add_jobs({item.run_id: _job_record("local", job, state)})
                 running[item.run_id], ids[item.run_id] = job, str(job.job_id)
                 waiting.remove(item)

@@ -17,7 +17,10 @@ from .errors import ConfigError
 from .files import safe_name
 
 BASELINE_METHOD = "esrgan"
-_SHARED_SECTIONS = ("scale", "model", "disc", "data")
+# ``eval`` too: the baseline is evaluated on the fine-tune's suites (where it is compared with
+# it), so a fine-tune on custom suites does not also create and evaluate a second baseline run
+# on the profile's default suites; the weights are trained once (runner.adopt_trained_weights).
+_SHARED_SECTIONS = ("scale", "model", "disc", "data", "eval")
 
 
 def baseline_config(cfg: Any, method: str = BASELINE_METHOD) -> Any:

@@ -286,9 +286,11 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
+        """One ``lerp_`` over every parameter (``_foreach``: the same kernel per tensor, so the
+        same bits as a loop, without a Python call per tensor)."""
         decay = self.cfg.train.ema_decay
-        for p_ema, p in zip(self.g_ema.parameters(), self.modules.g.parameters()):
-            p_ema.lerp_(p.detach(), 1 - decay)
+        torch._foreach_lerp_(list(self.g_ema.parameters()),
+                             [p.detach() for p in self.modules.g.parameters()], 1 - decay)
         for b_ema, b in zip(self.g_ema.buffers(), self.modules.g.buffers()):
             b_ema.copy_(b)
 

@@ -101,3 +101,47 @@ def test_cli_large_inference_reports_time_and_peak_memory(tmp_path, monkeypatch,
     result = json.loads((tmp_path / "bench_large.json").read_text())
     assert result["out_shape"] == [1, 3, 160, 160] and result["peak_mb"] > 0
     assert result["seconds"] > 0 and "MP/s" in capsys.readouterr().out
+
+
+def test_each_timed_step_trains_on_a_fresh_batch(tmp_path):
+    sized = bench.prepare_size("smoke", options(repeats=2, warmup=1), tmp_path)
+    batches = sized.batches["esrgan"]
+    assert len(batches) == 1 + 2 + 2  # warm-up + timed + FLOP count + memory pass
+    assert len({id(b.gt) for b in batches}) == len(batches)
+    assert not torch.equal(batches[0].gt, batches[1].gt)  # no HR-feature cache hit across steps
+
+
+def test_paper_real_size_is_the_papers_patch_and_batch():
+    cfg = bench.variants("paper-real", options(overrides=TINY_NET))[0].cfg
+    assert (cfg.train.patch_size, cfg.train.batch_size, cfg.scale) == (128, 16, 4)
+    assert cfg.loss.mode == "gan"  # the paper profile's objective
+
+
+def test_step_flops_and_conv_rate_are_measured():
+    cfg = bench.resolve("esrgan", "smoke", bench.size_overrides("smoke", options()))
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = bench.build_trainer(cfg, Path(tmp))
+        flops = bench.step_flops(trainer, bench.random_batch(cfg, trainer.device))
+    g = cfg.model.num_feat
+    lr = cfg.train.patch_size // cfg.scale
+    first_conv = 2 * cfg.train.batch_size * 3 * g * 9 * lr * lr
+    assert flops > 3 * first_conv  # at least forward + backward of the first conv
+    assert bench.conv3x3_rate(8, 8, 1, torch.device("cpu"), repeats=1) > 0
+
+
+def test_a_busy_machine_refuses_a_reference_result_unless_forced(tmp_path, monkeypatch):
+    assert bench.busy_reason({"start": 0.5, "end": 1.0, "max": 1.5}, 2) is None
+    monkeypatch.setattr(bench, "_measure", lambda opts, device, report: report.update(
+        sizes=[], loader_images_s={}))
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    with pytest.raises(bench.UserError, match="load average reached 9.0 on 2 cores"):
+        bench.run_bench(options(), tmp_path / "ref", reference=True)
+    assert not (tmp_path / "ref").exists()  # nothing written
+    report = bench.run_bench(options(), tmp_path / "forced", reference=True, force=True)
+    assert report["machine"]["load_average"] == {"start": 9.0, "end": 9.0, "max": 9.0}
+    assert "BUSY" in (tmp_path / "forced" / "bench.md").read_text()
+    bench.run_bench(options(), tmp_path / "scratch")  # not a reference: written, marked busy
+    assert (tmp_path / "scratch" / "bench.json").is_file()
