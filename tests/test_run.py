@@ -41,7 +41,8 @@ def test_run_writes_a_complete_record(tiny, isolated, capsys):
     assert summary["status"] == "done" and summary["trained_on"] == "embedded"
     frame = esr.read_metrics()
     assert set(frame["metric"]) == {"psnr_y", "ssim_y", "seconds"}
-    assert set(frame["image"]) == {"astronaut", "chelsea", "coffee", "rocket"}
+    assert set(frame["image"]) == {"astronaut", "chelsea", "coffee", "rocket",
+                                   "I03", "I04", "I06", "I08", "I19"}
     assert (esr.path / "config.yaml").is_file() and (esr.path / "models" / "net_g_4.pth").is_file()
     assert (esr.path / "training_states" / "4.state").is_file()
     psnr = frame[frame.metric == "psnr_y"]["value"]
