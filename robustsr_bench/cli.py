@@ -48,6 +48,8 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                    "recorded; e.g. psnr_y,kernel_psnr,seconds)")
     p.add_argument("--include-stale", action="store_true",
                    help="also show runs whose training config differs from configs/")
+    p.add_argument("--suites", help="comma-separated suites for the table and verdict columns "
+                   "(default: the profile's, then any other suite the compared runs share)")
     p.add_argument("--crop", default="96,0.5,0.4", metavar="SIZE,CX,CY",
                    help="visual comparison crop: size in HR pixels, centre as image fractions")
     p.add_argument("--check", action="store_true",
@@ -204,7 +206,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     root, out = workdir(args.workdir), Path(args.out)
     options = options_from_cli(args.sweep, args.methods, args.profile, args.metrics,
-                               args.include_stale, args.crop)
+                               args.include_stale, args.crop, args.suites)
     if args.check:
         differing = check_report(root, out, options)
         for name in differing:
