@@ -24,6 +24,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation", default="", help="ablation name(s), joined with '+'")
     p.add_argument("--profile", default="smoke", help="smoke (CPU, minutes) or paper")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", metavar="S,S,...", help="run each of these seeds (e.g. 0,1,2) and "
+                   "show means with paired 95%% CIs over seeds x images (replaces --seed)")
     _set_arg(p, "override a config field, e.g. --set attack.eps=12/255 (repeatable)")
     p.add_argument("--init", help="initial generator checkpoint (= --set train.init=PATH)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
@@ -175,20 +177,12 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import distributed, registry, results, runner
-    from .report import run_table
+    from . import results
+    from .runview import parse_seeds, run_and_show
 
-    cfg = registry.resolve_config(args.method, args.profile, args.ablation, args.seed,
-                                  _overrides(args))
-    root = results.workdir(args.workdir)
-    run = distributed.execute(cfg, root, force=args.force)
-    if run is None:  # a rank other than 0 under torchrun: rank 0 reports
-        return 0
-    reference = runner.execute(runner.reference_config(cfg), root)
-    print(f"\nrun {run.run_id} -> {run.path}\n")
-    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
-                    cfg.eval.suites))
-    return 0
+    seeds = parse_seeds(args.seeds, args.seed)
+    return run_and_show(args.method, args.profile, args.ablation, seeds, _overrides(args),
+                        results.workdir(args.workdir), args.force)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
