@@ -16,6 +16,7 @@ from robustsr_bench.cli import main
 from robustsr_bench.config import config_hash
 from robustsr_bench.data.io import save_image
 from robustsr_bench.results import METRIC_COLUMNS, RunDir, run_id
+from tests.conftest import REPO
 
 SUITES = ["clean", "gaussian_noise"]
 # Per-image offsets around a run's mean (they sum to 0): images differ, as real photos do.
@@ -382,3 +383,12 @@ def report_control(method: str) -> dict | None:
     from robustsr_bench.verdicts import control_of
 
     return control_of(method)
+
+
+@pytest.mark.skipif(not (REPO / "results" / "records").is_dir(),
+                    reason="results/records/ is not committed yet (the lead's 3-seed re-run)")
+def test_committed_results_match_their_committed_records(isolated: Path, capsys) -> None:
+    """What a fresh clone's CI checks: the committed tables are what the committed records give,
+    with an empty workdir (no training)."""
+    assert main(["report", "--out", str(REPO / "results"), "--check"]) == 0, \
+        capsys.readouterr().err
