@@ -867,7 +867,7 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
     for table in report.tables:
         renders = ((to_markdown(table), to_latex(table), to_csv(table))
                    if isinstance(table, Table) else (table.markdown(), table.latex(), table.csv()))
-        md = sections[table.name] = renders[0]
+        sections[table.name] = renders[0]
         for suffix, text in zip((".md", ".tex", ".csv"), renders):
             written.append(_write(Path(out) / "tables" / f"{table.name}{suffix}", text))
     written.append(_write(Path(out) / "records.csv", report.shown.drop(columns="path").to_csv(

@@ -105,8 +105,8 @@ def render(columns: Sequence[Column], metrics: Sequence[str], suites: Sequence[s
     head = [c.label if c is not run or len(c.label) <= _RUN_COLUMN else "run" for c in columns]
     seeds = sorted({int(r.read_summary().get("seed", 0)) for r in run.runs})
     images = frames[run.label]["image"].nunique()
-    lines = [f"{run.label}: {len(seeds)} seed{'s' * (len(seeds) > 1)} "
-             f"({', '.join(map(str, seeds))}) x {images} images; means over seeds and images"]
+    lines = [(f"{run.label}: {len(seeds)} seed{'s' * (len(seeds) > 1)} "
+              f"({', '.join(map(str, seeds))}) x {images} images; means over seeds and images")]
     if ref is not None:
         lines.append(f"Δ = {head[-1]} − {ref.label}, paired over seeds x images [95% CI]; "
                      f"* significant (Holm over suites)")

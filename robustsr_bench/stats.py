@@ -78,14 +78,24 @@ class Comparison:
 def is_fixed(frame: pd.DataFrame) -> bool:
     """True when every seed of a row gives the same per-image values (a deterministic method
     such as bicubic run under several seeds): it then has no seed variance to show or pair."""
-    if frame["seed"].nunique() < 2:
+    if frame.empty or frame["seed"].nunique() < 2:
         return False
-    wide = frame.pivot_table(index="seed", columns=_item_columns(frame), values="value")
-    return bool(wide.notna().all().all() and (wide.nunique(axis=0) == 1).all())
+    keys = [c for c in ("suite", "metric") if c in frame.columns]
+    for _, part in frame.groupby(keys, sort=False) if keys else [(None, frame)]:
+        values = _wide(part)[2]
+        if np.isnan(values).any() or not (values == values[0]).all():
+            return False
+    return True
 
 
-def _item_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in ("suite", "metric", "image") if c in frame.columns]
+def _wide(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted seeds, sorted images, seeds x images values; NaN where missing) of a tidy frame
+    of one suite and metric (numpy, not ``pivot_table``: a report pairs hundreds of these)."""
+    seeds, si = np.unique(frame["seed"].to_numpy(), return_inverse=True)
+    images, ii = np.unique(frame["image"].astype(str).to_numpy(), return_inverse=True)
+    values = np.full((len(seeds), len(images)), np.nan)
+    values[si, ii] = frame["value"].to_numpy(dtype=float)
+    return seeds, images, values
 
 
 def paired_matrix(a: pd.DataFrame, b: pd.DataFrame, a_fixed: bool = False,
@@ -93,18 +103,21 @@ def paired_matrix(a: pd.DataFrame, b: pd.DataFrame, a_fixed: bool = False,
     """``A - B`` as a (seeds x images) matrix from two tidy frames (columns seed, image, value) of
     one suite and metric. Pairs on the seeds and images both sides have; a fixed side (see
     :func:`is_fixed`) contributes its first seed to every seed of the other side."""
-    wa = a.pivot_table(index="seed", columns="image", values="value")
-    wb = b.pivot_table(index="seed", columns="image", values="value")
-    if a_fixed and not b_fixed:
-        wa = pd.DataFrame([wa.iloc[0].values] * len(wb), index=wb.index, columns=wa.columns)
-    elif b_fixed and not a_fixed:
-        wb = pd.DataFrame([wb.iloc[0].values] * len(wa), index=wa.index, columns=wb.columns)
-    elif a_fixed and b_fixed:
-        wa, wb = wa.iloc[:1], wb.iloc[:1].set_axis(wa.index[:1])
-    seeds = wa.index.intersection(wb.index)
-    images = wa.columns.intersection(wb.columns)
-    diff = (wa.loc[seeds, images] - wb.loc[seeds, images]).to_numpy(dtype=float)
-    return diff[:, ~np.isnan(diff).any(axis=0)] if diff.size else diff
+    if a.empty or b.empty:
+        return np.empty((0, 0))
+    sa, ia, wa = _wide(a)
+    sb, ib, wb = _wide(b)
+    if a_fixed and b_fixed:
+        sa, wa, sb, wb = sa[:1], wa[:1], sa[:1], wb[:1]
+    elif a_fixed:
+        sa, wa = sb, np.repeat(wa[:1], len(sb), axis=0)
+    elif b_fixed:
+        sb, wb = sa, np.repeat(wb[:1], len(sa), axis=0)
+    seeds, images = np.intersect1d(sa, sb), np.intersect1d(ia, ib)
+    rows_a, rows_b = np.searchsorted(sa, seeds), np.searchsorted(sb, seeds)
+    cols_a, cols_b = np.searchsorted(ia, images), np.searchsorted(ib, images)
+    diff = wa[np.ix_(rows_a, cols_a)] - wb[np.ix_(rows_b, cols_b)]
+    return diff[:, ~np.isnan(diff).any(axis=0)]
 
 
 def bootstrap_means(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from . import stats
-from .report import (AVERAGE, SEED_KEYS, Cell, _digits, higher_is_better, metric_label,
-                     row_label)
+from .report import AVERAGE, SEED_KEYS, Cell, _digits, higher_is_better, metric_label, row_label
 
 SEEN_SUITE = "clean"
 BASELINE_KEY = {"method": "esrgan", "ablation": ""}  # the clean baseline every method is held to
@@ -40,7 +38,6 @@ BOLD_RULE = ("**Bold**: the best row and every row not significantly worse than 
              "hierarchical-bootstrap CI of the difference excluding 0; see `robustsr_bench.stats`)")
 
 
-@lru_cache(maxsize=512)
 def _read_images(path: str) -> pd.DataFrame | None:
     try:
         frame = pd.read_csv(Path(path) / "metrics.csv")
@@ -155,9 +152,9 @@ class VerdictTable:
                 for r in self.rows]
         lines = [f"**{self.caption}**", "",
                  tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), "",
-                 "Cells: mean of A - B over seeds x images [95% CI, hierarchical bootstrap]; "
-                 "`*` = significant (paired t-test over images, Holm-corrected across the row's "
-                 "columns, p < 0.05, and the CI excludes 0). P(A better) per pair is in the CSV.",
+                 ("Cells: mean of A - B over seeds x images [95% CI, hierarchical bootstrap]; "
+                  "`*` = significant (paired t-test over images, Holm-corrected across the row's "
+                  "columns, p < 0.05, and the CI excludes 0). P(A better) per pair is in the CSV."),
                  ""]
         lines += [f"- {s}" for s in self.summaries]
         return "\n".join(lines) + "\n"

@@ -323,7 +323,7 @@ def test_embedded_split_has_nine_held_out_photos_never_trained_on():
 
 
 def test_embedded_split_is_part_of_the_run_id(monkeypatch):
-    from robustsr_bench.config import training_hash, to_dict
+    from robustsr_bench.config import to_dict, training_hash
     from robustsr_bench.data import embedded
     from robustsr_bench.results import run_id
 
