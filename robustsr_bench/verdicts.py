@@ -270,15 +270,24 @@ def control_of(method: str) -> dict[str, str] | None:
 def method_verdicts(images: pd.DataFrame, method: str, order: Sequence[str],
                     metrics: Sequence[str], profile: str) -> VerdictTable | None:
     """``method`` vs the clean baseline and vs its control, on the suites both were evaluated
-    on (in ``order``)."""
-    full = {"method": method, "ablation": ""}
-    others = [BASELINE_KEY] + ([control_of(method)] if control_of(method) else [])
+    on (in ``order``). Runs trained on different data are compared with the baseline and
+    control trained on the same data (where those exist)."""
     rows = []
-    for other in others:
-        if other == full or _rows_of(images, other).empty or _rows_of(images, full).empty:
-            continue
-        suites = shared_suites(images, [full, other], order)
-        rows += [compare_rows(images, full, other, suites, m) for m in metrics if suites]
+    trained = sorted(set(_rows_of(images, {"method": method, "ablation": ""})["trained_on"]))
+    for data in trained:
+        full = {"method": method, "ablation": "", "trained_on": data}
+        for other in [BASELINE_KEY] + ([control_of(method)] if control_of(method) else []):
+            same = {**other, "trained_on": data}
+            other = same if not _rows_of(images, same).empty else other
+            if other["method"] == method and other["ablation"] == "" \
+                    or _rows_of(images, other)["trained_on"].nunique() != 1:
+                continue  # itself, absent, or ambiguous (several training sets, none this one)
+            suites = shared_suites(images, [full, other], order)
+            found = [compare_rows(images, full, other, suites, m) for m in metrics if suites]
+            if len(trained) > 1:
+                for r in found:
+                    r.a += f" ({data})"
+            rows += found
     rows = [r for r in rows if r.results]
     if not rows:
         return None
@@ -287,7 +296,6 @@ def method_verdicts(images: pd.DataFrame, method: str, order: Sequence[str],
     return VerdictTable(f"verdict_{method}", f"Verdict for {method} ({profile} profile): "
                         f"A - B vs the clean baseline and vs its equal-schedule control.",
                         groups, rows, summaries)
-
 
 
 def ablation_verdicts(images: pd.DataFrame, method: str, ablations: Sequence[str],
