@@ -31,6 +31,7 @@ from tabulate import tabulate
 
 from .config import training_hash
 from .errors import ConfigError
+from .records import copy_records, record_paths
 from .results import RunDir
 
 log = logging.getLogger("robustsr_bench")
@@ -241,28 +242,13 @@ def _images(source: Any, count: Any) -> str:
     return f"{source}, {count} image{'' if count == 1 else 's'}"
 
 
-RECORD_FILES = ("config.yaml", "metrics.csv", "summary.json")  # summary last: "finished"
-
-
-def _record_paths(root: Path, extra: Sequence[Path]) -> list[tuple[Path, bool]]:
-    """(run folder, is a committed record) of ``<root>/runs/*`` and each ``extra`` folder of
-    records; a run id present in both is read from the workdir (the copy is identical or older)."""
-    runs = sorted(p for p in (Path(root) / "runs").glob("*") if p.is_dir())
-    seen = {p.name for p in runs}
-    found = [(p, False) for p in runs]
-    for folder in extra:
-        found += [(p, True) for p in sorted(Path(folder).glob("*"))
-                  if p.is_dir() and p.name not in seen]
-    return found
-
-
 def load_records(root: Path, include_stale: bool = False, extra: Sequence[Path] = ()) -> Records:
     """Every finished run under ``<root>/runs`` and in the ``extra`` record folders (committed
     ``results/records/``); broken, stale and superseded ones are listed. Where two records cover
     the same cell the newer wins; a committed record counts as older than any workdir run (its
     file times are checkout times), ties broken by run id, so a clone reads what was written."""
     parts, skipped, suites = [], [], []
-    for path, committed in _record_paths(root, extra):
+    for path, committed in record_paths(root, extra):
         frame, summary, reason = _read_run(path, include_stale)
         if frame is None:
             log.warning("skipping run record %s: %s", path, reason)
@@ -876,25 +862,6 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
     if not report.tables:
         log.warning("no table could be built: no finished records match the filters")
     return written
-
-
-def copy_records(shown: pd.DataFrame, dest: Path) -> list[Path]:
-    """Copy the record files of every shown run that is not already in ``dest`` byte for byte
-    into ``dest/<run_id>/`` (atomic per file, summary.json last); returns the folders written."""
-    copied = []
-    for run_id, path in sorted(set(zip(shown["run_id"], shown["path"]))):
-        source, target = Path(path), Path(dest) / run_id
-        if source.resolve() == target.resolve():
-            continue
-        texts = {n: (source / n).read_text(encoding="utf-8") for n in RECORD_FILES
-                 if (source / n).is_file()}
-        if all(_read(target / n) == t for n, t in texts.items()):
-            continue
-        for name in RECORD_FILES:
-            if name in texts:
-                _write(target / name, texts[name])
-        copied.append(target)
-    return copied
 
 
 def _write(path: Path, text: str) -> Path:
