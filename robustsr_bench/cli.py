@@ -24,6 +24,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation", default="", help="ablation name(s), joined with '+'")
     p.add_argument("--profile", default="smoke", help="smoke (CPU, minutes) or paper")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", metavar="S,S,...", help="run each of these seeds (e.g. 0,1,2) and "
+                   "show means with paired 95%% CIs over seeds x images (replaces --seed)")
     _set_arg(p, "override a config field, e.g. --set attack.eps=12/255 (repeatable)")
     p.add_argument("--init", help="initial generator checkpoint (= --set train.init=PATH)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto)")
@@ -48,6 +50,8 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                    "recorded; e.g. psnr_y,kernel_psnr,seconds)")
     p.add_argument("--include-stale", action="store_true",
                    help="also show runs whose training config differs from configs/")
+    p.add_argument("--suites", help="comma-separated suites for the table and verdict columns "
+                   "(default: the profile's, then any other suite the compared runs share)")
     p.add_argument("--crop", default="96,0.5,0.4", metavar="SIZE,CX,CY",
                    help="visual comparison crop: size in HR pixels, centre as image fractions")
     p.add_argument("--check", action="store_true",
@@ -198,20 +202,12 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import plan, registry, results, runner, world
-    from .report import run_table
+    from . import results
+    from .runview import parse_seeds, run_and_show
 
-    cfg = registry.resolve_config(args.method, args.profile, args.ablation, args.seed,
-                                  _overrides(args))
-    root = results.workdir(args.workdir)
-    run = world.execute(cfg, root, force=args.force)
-    if run is None:  # a rank other than 0 under torchrun: rank 0 reports
-        return 0
-    reference = runner.execute(plan.reference_config(cfg), root)
-    print(f"\nrun {run.run_id} -> {run.path}\n")
-    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
-                    cfg.eval.suites))
-    return 0
+    seeds = parse_seeds(args.seeds, args.seed)
+    return run_and_show(args.method, args.profile, args.ablation, seeds, _overrides(args),
+                        results.workdir(args.workdir), args.force)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -229,7 +225,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     root, out = workdir(args.workdir), Path(args.out)
     options = options_from_cli(args.sweep, args.methods, args.profile, args.metrics,
-                               args.include_stale, args.crop)
+                               args.include_stale, args.crop, args.suites)
     if args.check:
         differing = check_report(root, out, options)
         for name in differing:
@@ -292,8 +288,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import parse_overrides
     from .pretrained import evaluate_command
-    from .report import run_table
     from .results import workdir
+    from .runview import Column, render
 
     overrides = parse_overrides(args.overrides)
     for key, value in (("runtime.device", args.device), ("data.root", args.data_root)):
@@ -304,8 +300,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg, reference, run = evaluate_command(args.checkpoint, workdir(args.workdir), args.profile,
                                            args.name, overrides, args.force)
     print(f"\nrun {run.run_id} -> {run.path}\n")
-    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
-                    cfg.eval.suites))
+    columns = [Column("bicubic", [reference]), Column(run.read_summary().get("label", "model"),
+                                                       [run])]
+    print(render(columns, [*cfg.eval.metrics, *cfg.eval.optional_metrics], cfg.eval.suites))
     return 0
 
 

@@ -407,6 +407,8 @@ def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
     """Hash of a saved or resolved config dict, without what never changes a run's numbers:
     ``runtime``, ``data.root``, the :data:`UNHASHED_EVAL` fields of ``eval``, and fields
     added since that still hold their "absent" default (so older run ids stay valid).
+    ``eval.images: embedded`` hashes as the current held-out file list, so enlarging the embedded
+    split gives new run ids instead of reusing records scored on fewer photos.
     ``evaluation=False`` drops the whole ``eval`` section (see :func:`training_hash`).
     """
     data = copy.deepcopy(data)
@@ -416,6 +418,9 @@ def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
         data["data"].pop("split")
     for key in UNHASHED_EVAL:
         data.get("eval", {}).pop(key, None)
+    if data.get("eval", {}).get("images") == "embedded":
+        from .data.embedded import identity  # a leaf module: file names only
+        data["eval"]["images"] = identity()
     if not evaluation:
         data.pop("eval", None)
     blob = json.dumps(data, sort_keys=True, default=str).encode()

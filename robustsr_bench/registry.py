@@ -81,6 +81,8 @@ class MethodSpec:
     config: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     ablations: dict[str, Ablation] = field(default_factory=dict)
+    # The equal-schedule control its verdict compares against: {method, ablation} (report).
+    control: dict[str, str] = field(default_factory=dict)
 
     def load_adapter(self) -> Any:
         """Import and instantiate the adapter class named by ``adapter: module:Class``."""
@@ -98,7 +100,7 @@ class MethodSpec:
         return cls()
 
 
-_SPEC_KEYS = {"adapter", "description", "config", "profiles", "ablations"}
+_SPEC_KEYS = {"adapter", "description", "config", "profiles", "ablations", "control"}
 
 
 def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
@@ -124,9 +126,14 @@ def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
                               f"component names, got {off!r}")
         ablations[abl_name] = Ablation(abl_name, abl["help"], dict(abl.get("set") or {}),
                                        tuple(off))
+    control = data.get("control") or {}
+    if not isinstance(control, dict) or set(control) - {"method", "ablation"}:
+        raise ConfigError(f"{source}: control: must be {{method: NAME, ablation: NAME}} (either "
+                          f"may be left out), got {control!r}")
     return MethodSpec(name=name, adapter=data["adapter"], description=data.get("description", ""),
                       source=source, config=dict(data.get("config") or {}),
-                      profiles=dict(data.get("profiles") or {}), ablations=ablations)
+                      profiles=dict(data.get("profiles") or {}), ablations=ablations,
+                      control={k: str(v) for k, v in control.items()})
 
 
 def _check_ablation_name(name: Any, source: str) -> None:

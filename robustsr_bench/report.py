@@ -32,10 +32,11 @@ from tabulate import tabulate
 from . import registry, sweeps
 from .config import to_dict, training_hash
 from .errors import ConfigError
-from .files import Workdir, atomic_write_text
+from .files import atomic_write_text
 # metric_label moved to metric_specs.py (re-exported here for callers of the old location)
 from .metric_specs import SPECS, direction, metric_label
 from .plan import BASELINE_METHOD
+from .records import copy_records, record_paths
 from .results import RunDir
 
 log = logging.getLogger("robustsr_bench")
@@ -60,39 +61,6 @@ def record_method(summary: dict) -> str:
 def run_label(summary: dict) -> str:
     return record_method(summary) + (f" [{summary['ablation']}]" if summary.get("ablation")
                                      else "")
-
-
-def run_table(runs: Sequence[RunDir], metrics: Sequence[str], suites: Sequence[str],
-              fmt: str = "github") -> str:
-    """What ``run`` prints: one row per run, ``<metric> <suite>`` columns, then ``<metric> avg``.
-
-    Metrics no run recorded (weights absent offline) get no columns; a note below the table
-    says why each is missing, which keeps the table narrow enough for a terminal.
-    """
-    summaries = [run.read_summary() for run in runs]
-    means = [summary.get("means", {}) for summary in summaries]
-    shown = [m for m in metrics if any(m in r.get(s, {}) for r in means for s in suites)]
-    headers = ["model"] + [f"{metric_label(m)}{_arrow(m, '↑', '↓')} {s}" for m in shown
-                           for s in [*suites, "avg"]]
-    rows = []
-    for summary, run_means in zip(summaries, means):
-        row = [run_label(summary)]
-        for m in shown:
-            values = [run_means.get(s, {}).get(m) for s in suites]
-            row += [_value(v, m) for v in [*values, _complete_mean(values)]]
-        rows.append(row)
-    table = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True,
-                     colalign=["left"] + ["right"] * (len(headers) - 1))
-    return table + "".join(f"\nn/a {n}" for n in _unavailable_notes(runs, metrics))
-
-
-def _complete_mean(values: Sequence[float | None]) -> float | None:
-    """The mean over suites, or ``None`` unless every suite has a value."""
-    return sum(values) / len(values) if values and None not in values else None
-
-
-def _value(value: float | None, metric: str) -> str:
-    return "n/a" if value is None else f"{value:.{_digits(metric)}f}"
 
 
 def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[str]:
@@ -238,10 +206,13 @@ def _images(source: Any, count: Any) -> str:
     return f"{source}, {count} image{'' if count == 1 else 's'}"
 
 
-def load_records(root: Path, include_stale: bool = False) -> Records:
-    """Every finished run under ``<root>/runs``; broken, stale and superseded ones are listed."""
+def load_records(root: Path, include_stale: bool = False, extra: Sequence[Path] = ()) -> Records:
+    """Every finished run under ``<root>/runs`` and in the ``extra`` record folders (committed
+    ``results/records/``); broken, stale and superseded ones are listed. Where two records cover
+    the same cell the newer wins; a committed record counts as older than any workdir run (its
+    file times are checkout times), ties broken by run id, so a clone reads what was written."""
     parts, skipped, suites = [], [], []
-    for path in sorted(p for p in Workdir(root).runs.glob("*") if p.is_dir()):
+    for path, committed in record_paths(root, extra):
         frame, summary, reason = _read_run(path, include_stale)
         if frame is None:
             log.warning("skipping run record %s: %s", path, reason)
@@ -250,7 +221,8 @@ def load_records(root: Path, include_stale: bool = False) -> Records:
         ident = {"method": record_method(summary), "profile": summary["profile"]}
         ident.update(ablation=summary["ablation"] or "", seed=int(summary["seed"]),
                      trained_on=str(summary.get("trained_on", "unknown")), run_id=path.name,
-                     path=str(path), finished=(path / "summary.json").stat().st_mtime_ns)
+                     path=str(path),
+                     finished=0 if committed else (path / "summary.json").stat().st_mtime_ns)
         parts.append(frame.assign(**ident))
         suites += [s for s in summary.get("suites", []) if s not in suites]
     columns = SEED_KEYS + ["suite", "metric", "value", "evaluated_on", "run_id", "path",
@@ -325,6 +297,7 @@ class Table:
     groups: list[str]
     metrics: list[str]
     cells: list[list[Cell]]
+    paired: bool = False  # bold marks ties by paired tests (verdicts.mark_bold), not ranks
 
     def notes(self) -> dict[str, str]:
         used = {c.note for row in self.cells for c in row if c.note}
@@ -375,8 +348,10 @@ def _mark_ranks(cells: list[list[Cell]], metrics: Sequence[str], groups: int) ->
 def build_table(name: str, caption: str, frame: pd.DataFrame, rows: Sequence[dict[str, str]],
                 label_headers: Sequence[str], labels: Sequence[Sequence[str]],
                 suites: Sequence[str], metrics: Sequence[str], with_average: bool = True,
-                group_names: Sequence[str] | None = None) -> Table:
-    """A table with one row per ``rows`` key (a dict over some of ROW_KEYS)."""
+                group_names: Sequence[str] | None = None,
+                images: pd.DataFrame | None = None) -> Table:
+    """A table with one row per ``rows`` key (a dict over some of ROW_KEYS). With ``images``
+    (per-image values, :func:`verdicts.per_image`) bold is significance-aware."""
     cells = []
     for key in rows:
         mask = pd.Series(True, index=frame.index)
@@ -384,9 +359,15 @@ def build_table(name: str, caption: str, frame: pd.DataFrame, rows: Sequence[dic
             mask &= frame[k] == v
         cells.append(_row_cells(frame[mask], suites, metrics, with_average))
     groups = list(group_names or suites) + ([AVERAGE] if with_average else [])
-    _mark_ranks(cells, metrics, len(groups))
+    paired = images is not None and not images.empty
+    if paired:
+        from .verdicts import mark_bold
+
+        mark_bold(cells, rows, images, suites, metrics, len(groups))
+    else:
+        _mark_ranks(cells, metrics, len(groups))
     return Table(name, caption, list(label_headers), [list(x) for x in labels], groups,
-                 list(metrics), cells)
+                 list(metrics), cells, paired)
 
 
 def _digits(metric: str) -> int:
@@ -400,8 +381,8 @@ def format_cell(cell: Cell, metric: str) -> str:
         return ""
     d = _digits(metric)
     text = f"{cell.mean:.{d}f}"
-    return text + (f" ± {cell.std:.{d}f}" if cell.std is not None and not math.isnan(cell.std)
-                   else "")
+    # std 0 over several seeds = a deterministic row (bicubic): no "± 0.00" as if it had noise
+    return text + (f" ± {cell.std:.{d}f}" if cell.std and not math.isnan(cell.std) else "")
 
 
 def _arrow(metric: str, up: str, down: str) -> str:
@@ -423,8 +404,15 @@ def to_markdown(table: Table) -> str:
         body.append(labels + texts)
     lines = [f"**{table.caption}**", "", tabulate(body, headers=headers, tablefmt="github",
                                                   disable_numparse=True), ""]
-    lines.append("Mean over seeds (± sample std where n > 1). Best in **bold**, second best "
-                 "<u>underlined</u>; ↑ higher is better, ↓ lower is better.")
+    if table.paired:
+        from .verdicts import BOLD_RULE
+
+        lines.append(f"Mean over seeds and images; ± is the sample std over seeds (where a row "
+                     f"has several seeds that differ). {BOLD_RULE}; ↑ higher is better, ↓ lower "
+                     f"is better.")
+    else:
+        lines.append("Mean over seeds (± sample std where n > 1). Best in **bold**, second best "
+                     "<u>underlined</u>; ↑ higher is better, ↓ lower is better.")
     lines += [f"<sup>{k}</sup> {v}." for k, v in table.notes().items()]
     return "\n".join(lines) + "\n"
 
@@ -503,6 +491,7 @@ class ReportOptions:
     metrics: tuple[str, ...] = ()
     include_stale: bool = False
     crop: tuple[int, float, float] = (96, 0.5, 0.4)
+    suites: tuple[str, ...] = ()  # table and verdict columns; default: what the runs share
 
 
 def row_label(method: str, ablation: str) -> str:
@@ -539,7 +528,7 @@ def _switched_off(method: str, ablation: str) -> set[str]:
 class Report:
     """Everything one ``report`` call produces, before it is written."""
 
-    tables: list[Table]
+    tables: list[Any]  # Table, or verdicts.VerdictTable (renders itself)
     figures: list[tuple[str, Path]]  # (caption, PNG path relative to out)
     skipped: list[Skipped]
     profile: str
@@ -560,12 +549,16 @@ class ReportBuilder:
         self.metrics = list(options.metrics) or default_metrics(present)
         shown = set(self.seeds["suite"])
         self.levelled = [s for s in records.suites if severity(s) and s in shown]
-        protocol = _profile_suites(options.profile)
+        protocol = list(options.suites) or _profile_suites(options.profile)
         self.suites = [s for s in protocol or records.suites if s in shown
                        and s not in self.levelled]
-        self.extra = [s for s in records.suites if s in shown and s not in self.suites
-                      and s not in self.levelled]
-        self.tables: list[Table] = []
+        self.extra = [] if options.suites else [
+            s for s in records.suites if s in shown and s not in self.suites
+            and s not in self.levelled]
+        from .verdicts import per_image
+
+        self.images = per_image(self.seeds)
+        self.tables: list[Any] = []
         self.figures: list[tuple[str, Path]] = []
 
     def build(self) -> Report:
@@ -574,6 +567,8 @@ class ReportBuilder:
         else:
             self._cross_dataset()
             self._extra_suites()
+            for method in sorted(self.seeds["method"].unique()):
+                self._verdict(method)
             for method in sorted(self.seeds["method"].unique()):
                 self._ablation(method)
         self._robustness()
@@ -598,7 +593,7 @@ class ReportBuilder:
         table = build_table("cross_dataset", f"Cross-dataset generalisation ({self.opts.profile} "
                             f"profile): each method's full variant on every eval suite.",
                             full, rows, ["Method", "Training data"], keys, self.suites,
-                            self.metrics)
+                            self.metrics, images=self.images)
         self.tables.append(table)
         order = [m for m, _ in keys]
         for metric in self.metrics:
@@ -615,12 +610,14 @@ class ReportBuilder:
             self.tables.append(build_table(
                 "extra_suites", f"Suites outside the {self.opts.profile} profile's protocol "
                 f"(evaluated by some methods only).", data, rows, ["Method", "Training data"],
-                keys, self.extra, self.metrics, with_average=False))
+                keys, self.extra, self.metrics, with_average=False, images=self.images))
 
     def _ablation(self, method: str) -> None:
         own = self.seeds[self.seeds["method"] == method]
         ablations = _ablation_order(method, own["ablation"])
-        if len(ablations) < 2 or not self.suites or not self.metrics:
+        suites = (self._shared_suites([{"method": method, "ablation": a} for a in ablations])
+                  or [s for s in self.suites if s in set(own["suite"])])
+        if len(ablations) < 2 or not suites or not self.metrics:
             return
         off = {a: _switched_off(method, a) for a in ablations}
         components = sorted(set().union(*off.values()))
@@ -630,18 +627,45 @@ class ReportBuilder:
         table = build_table(f"ablation_{method}", f"Ablation of {method} ({self.opts.profile} "
                             f"profile): ✓ = component on, ✗ = switched off.", own, rows,
                             ["Variant"] + [c.replace("_", " ") for c in components], labels,
-                            self.suites, self.metrics)
+                            suites, self.metrics, images=self.images)
         self.tables.append(table)
-        averages = self._suite_averages(own)
+        from .verdicts import ablation_verdicts
+
+        verdict = ablation_verdicts(self.images, method, ablations, suites, self.metrics,
+                                    self.opts.profile)
+        if verdict:
+            self.tables.append(verdict)
+        averages = self._suite_averages(own, suites)
         order = [row_label(method, a) for a in ablations]
         self._figure(f"Ablation of {method}: average over suites", f"ablation_{method}",
                      lambda stem: _figures().plot_ablation(averages, self.metrics, order, stem))
 
-    def _suite_averages(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _shared_suites(self, keys: Sequence[dict[str, str]]) -> list[str]:
+        """The suites every row of ``keys`` was evaluated on: ``--suites`` if given, else the
+        profile's protocol suites followed by any other (non-levelled) suite they all have."""
+        from .verdicts import shared_suites
+
+        order = list(self.opts.suites) or [*self.suites, *self.extra]
+        return shared_suites(self.seeds, keys, order)
+
+    def _verdict(self, method: str) -> None:
+        """Verdict table of a robust method: vs the clean baseline and vs its control."""
+        from .verdicts import BASELINE_KEY, method_verdicts
+
+        if method in ("bicubic", BASELINE_KEY["method"]) or not self.metrics:
+            return
+        order = list(self.opts.suites) or [*self.suites, *self.extra]
+        verdict = method_verdicts(self.images, method, order, self.metrics, self.opts.profile)
+        if verdict:
+            self.tables.append(verdict)
+
+    def _suite_averages(self, frame: pd.DataFrame,
+                        suites: Sequence[str] | None = None) -> pd.DataFrame:
         """Per seed, the average over all table suites (seeds missing a suite are left out)."""
-        frame = frame[frame["suite"].isin(self.suites)]
+        suites = self.suites if suites is None else suites
+        frame = frame[frame["suite"].isin(suites)]
         counts = frame.groupby(SEED_KEYS + ["metric"])["value"].agg(["mean", "count"])
-        complete = counts[counts["count"] == len(self.suites)].reset_index()
+        complete = counts[counts["count"] == len(suites)].reset_index()
         return self._labelled(complete.rename(columns={"mean": "value"}))
 
     def _sweep_table(self) -> None:
@@ -654,7 +678,8 @@ class ReportBuilder:
         labels = [row_label(m, a) for m, a in order]
         self.tables.append(build_table(f"sweep_{name}", f"Sweep {name} ({self.opts.profile} "
                                        f"profile).", self.seeds, rows, ["Run"],
-                                       [[label] for label in labels], self.suites, self.metrics))
+                                       [[label] for label in labels], self.suites, self.metrics,
+                                       images=self.images))
         averages = self._suite_averages(self.seeds)
         self._figure(f"Sweep {name}: average over suites", f"sweep_{name}",
                      lambda stem: _figures().plot_ablation(averages, self.metrics, labels, stem))
@@ -676,7 +701,7 @@ class ReportBuilder:
                 f"robustness_{family}", f"Robustness to {family.replace('_', ' ')}: columns are "
                 f"{xlabel} levels ({self.opts.profile} profile).", data, rows,
                 ["Method", "Training data"], keys, suites, self.metrics, with_average=False,
-                group_names=names))
+                group_names=names, images=self.images))
             curve = self._labelled(data).assign(
                 severity=[float(severity(s)["value"]) for s in data["suite"]])
             order = [m for m, _ in keys]
@@ -772,23 +797,34 @@ def readme(report: Report, sections: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = True) -> list[Path]:
+def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = True,
+                 records_dir: Path | None = None) -> list[Path]:
     """Write tables (md/tex/csv), figures, grids, ``records.csv`` and ``README.md`` into ``out``.
 
+    Reads the workdir's runs and the committed records in ``records_dir`` (default
+    ``<out>/records``), and copies the record files (:data:`RECORD_FILES`) of every shown workdir
+    run into ``<out>/records/<run_id>/``, so what is written is a function of ``<out>/records``
+    alone: a clone checks it with no workdir. Problems with workdir runs are logged; the README
+    lists only those of committed records (it must not depend on one machine's workdir).
     Returns the text files written (what ``--check`` compares). Temp files a killed report left
     behind (``.<name>.*.tmp``, see ``results.atomic_path``) are removed first, so they never end
     up committed with the results.
     """
     for stray in Path(out).rglob(".*.tmp"):
         stray.unlink(missing_ok=True)
-    records = load_records(Path(root), options.include_stale)
+    records_dir = Path(out) / "records" if records_dir is None else Path(records_dir)
+    records = load_records(Path(root), options.include_stale, [records_dir])
     report = ReportBuilder(records, options, Path(root), Path(out), draw).build()
+    copy_records(report.shown, Path(out) / "records")
+    report.skipped = [Skipped(f"records/{Path(s.path).name}", s.reason) for s in report.skipped
+                      if Path(s.path).parent == records_dir]
     written: list[Path] = []
     sections = {}
     for table in report.tables:
-        md = to_markdown(table)
-        sections[table.name] = md
-        for suffix, text in ((".md", md), (".tex", to_latex(table)), (".csv", to_csv(table))):
+        renders = ((to_markdown(table), to_latex(table), to_csv(table))
+                   if isinstance(table, Table) else (table.markdown(), table.latex(), table.csv()))
+        sections[table.name] = renders[0]
+        for suffix, text in zip((".md", ".tex", ".csv"), renders):
             written.append(_write(Path(out) / "tables" / f"{table.name}{suffix}", text))
     written.append(_write(Path(out) / "records.csv", report.shown.drop(columns="path").to_csv(
         index=False, lineterminator="\n")))
@@ -814,11 +850,12 @@ def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
-        write_report(root, fresh, options, draw=False)
+        write_report(root, fresh, options, draw=False, records_dir=Path(out) / "records")
         names = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
                  if p.suffix in TEXT_SUFFIXES}
         names |= {p.relative_to(out).as_posix() for p in Path(out).rglob("*")
                   if p.suffix in TEXT_SUFFIXES} - set(OTHER_OUTPUTS)
+        names = {n for n in names if not n.startswith("records/")}  # inputs, not outputs
         return sorted(n for n in names if _read(fresh / n) != _read(Path(out) / n))
 
 
@@ -827,7 +864,8 @@ def _read(path: Path) -> str | None:
 
 
 def options_from_cli(sweep: str | None, methods: Sequence[str], profile: str,
-                     metrics: str | None, include_stale: bool, crop: str) -> ReportOptions:
+                     metrics: str | None, include_stale: bool, crop: str,
+                     suites: str | None = None) -> ReportOptions:
     """Parse the ``report`` command's text arguments, with one-line errors."""
     try:
         size, cx, cy = (float(x) for x in crop.split(","))
@@ -839,5 +877,11 @@ def options_from_cli(sweep: str | None, methods: Sequence[str], profile: str,
     if sweep:
         sweep_keys(sweep)  # unknown sweep names fail here, before anything is written
     names = tuple(m.strip() for m in (metrics or "").split(",") if m.strip())
+    columns = tuple(x.strip() for x in (suites or "").split(",") if x.strip())
+    if columns:
+        from . import registry
+
+        for suite in columns:
+            registry.suite(suite)  # one line naming the unknown suite and the valid ones
     return ReportOptions(sweep, tuple(methods), profile, names, include_stale,
-                         (int(size), cx, cy))
+                         (int(size), cx, cy), columns)

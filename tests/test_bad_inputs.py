@@ -118,7 +118,9 @@ def test_sixteen_bit_and_palette_images_work(tmp_path, finished, capsys):
                                  "data.hr_dir": str(folder), "eval.images": str(folder),
                                  "eval.save_images": []})]
     assert main([*argv, "--workdir", str(root)]) == 0, capsys.readouterr().err
-    assert "PSNR↑ clean" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("PSNR↑") for line in out)
+    assert any(line.startswith("clean") for line in out) and "x 3 images" in "".join(out)
 
 
 def test_hr_lr_size_mismatch(tmp_path, finished, capsys):

@@ -309,3 +309,25 @@ def test_sweep_and_run_take_data_root():
     assert {k: v for k, v in _overrides(args).items() if k.startswith("data.")} == {
         "data.train": "DF2K", "data.root": "/d"}
     assert build_parser().parse_args(["sweep", "x", "--data-root", "/d"]).data_root == "/d"
+
+
+def test_embedded_split_has_nine_held_out_photos_never_trained_on():
+    from robustsr_bench.data import embedded
+    from robustsr_bench.data.io import load_image
+
+    held, train = embedded.held_out_paths(), embedded.train_paths()
+    assert len(held) >= 8 and all(p.is_file() for p in held + train)
+    assert not {p.resolve() for p in held} & {p.resolve() for p in train}
+    assert not {p.stem for p in held} & {p.stem for p in train}
+    assert all(load_image(p).shape[2] == 3 and min(load_image(p).shape[:2]) >= 300 for p in held)
+
+
+def test_embedded_split_is_part_of_the_run_id(monkeypatch):
+    from robustsr_bench.config import to_dict, training_hash
+    from robustsr_bench.data import embedded
+    from robustsr_bench.results import run_id
+
+    cfg = registry.resolve_config("esrgan", "smoke")
+    before, trained = run_id(cfg), training_hash(to_dict(cfg))
+    monkeypatch.setattr(embedded, "HELD_OUT", embedded.HELD_OUT[:4])
+    assert run_id(cfg) != before and training_hash(to_dict(cfg)) == trained

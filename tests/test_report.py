@@ -16,20 +16,28 @@ from robustsr_bench.cli import main
 from robustsr_bench.config import config_hash
 from robustsr_bench.data.io import save_image
 from robustsr_bench.results import METRIC_COLUMNS, RunDir, run_id
+from tests.conftest import REPO
 
 SUITES = ["clean", "gaussian_noise"]
+# Per-image offsets around a run's mean (they sum to 0): images differ, as real photos do.
+SIX = {"im0": -1.0, "im1": -0.5, "im2": 0.0, "im3": 0.25, "im4": 0.5, "im5": 0.75}
 
 
 def make_run(root: Path, method: str, means: dict[str, dict[str, float]], ablation: str = "",
-             seed: int = 0, trained_on: str = "embedded") -> Path:
-    """A finished run record as ``runner.execute`` writes it, with the given per-suite values."""
+             seed: int = 0, trained_on: str = "embedded",
+             images: dict[str, float] | None = None) -> Path:
+    """A finished run record as ``runner.execute`` writes it, with the given per-suite values
+    (each image's value is the mean plus its offset in ``images``; default one image)."""
+    images = images or {"astronaut": 0.0}
     cfg = registry.resolve_config(method, "smoke", ablation, seed,
                                   {"eval.suites": list(means)})
     run = RunDir.for_config(cfg, root)
     run.write_config(cfg)
     rows = [{"run_id": run.run_id, "method": method, "ablation": ablation, "profile": "smoke",
-             "seed": seed, "suite": s, "image": "astronaut", "metric": m, "value": v}
-            for s, values in means.items() for m, v in values.items()]
+             "seed": seed, "suite": s, "image": image, "metric": m,
+             "value": v + (offset if m != "seconds" else 0.0)}
+            for s, values in means.items() for m, v in values.items()
+            for image, offset in images.items()]
     run.write_metrics(pd.DataFrame(rows, columns=METRIC_COLUMNS))
     run.write_summary({"status": "done", "method": method, "ablation": ablation,
                        "profile": "smoke", "seed": seed, "trained_on": trained_on,
@@ -44,10 +52,10 @@ def both(psnr: float, seconds: float) -> dict[str, dict[str, float]]:
 
 @pytest.fixture
 def records(isolated: Path) -> Path:
-    make_run(isolated, "bicubic", both(20.0, 0.1), trained_on="none")
-    make_run(isolated, "esrgan", both(24.0, 0.5))
-    make_run(isolated, "rsr", both(25.0, 0.9), seed=0)
-    make_run(isolated, "rsr", both(27.0, 0.7), seed=1)
+    make_run(isolated, "bicubic", both(20.0, 0.1), trained_on="none", images=SIX)
+    make_run(isolated, "esrgan", both(24.0, 0.5), images=SIX)
+    make_run(isolated, "rsr", both(25.0, 0.9), seed=0, images=SIX)
+    make_run(isolated, "rsr", both(27.0, 0.7), seed=1, images=SIX)
     return isolated
 
 
@@ -55,24 +63,99 @@ def cells(path: Path) -> pd.DataFrame:
     return pd.read_csv(path).set_index(["Method", "group", "metric"])
 
 
-def test_tables_mark_best_second_and_average(records: Path, tmp_path: Path) -> None:
+def test_tables_mark_significant_best_and_average(records: Path, tmp_path: Path) -> None:
     opts = report.ReportOptions(metrics=("psnr_y", "seconds"))
     report.write_report(records, tmp_path / "out", opts, draw=False)
     table = cells(tmp_path / "out" / "tables" / "cross_dataset.csv")
-    # higher is better: rsr (mean of seeds 25 and 27 = 26) best, esrgan second
+    # higher is better: rsr (mean of seeds 25 and 27 = 26) best; esrgan is 1-3 dB below it on
+    # every image and seed (significant), so it is not bold, nor is bicubic
     assert table.loc[("rsr", "clean", "psnr_y"), ["mean", "rank", "n"]].tolist() == [26.0, 1, 2]
     assert table.loc[("rsr", "clean", "psnr_y"), "std"] == pytest.approx(np.std([25, 27], ddof=1))
-    assert table.loc[("esrgan", "clean", "psnr_y"), "rank"] == 2
+    assert table.loc[("esrgan", "clean", "psnr_y"), "rank"] == 0
     assert table.loc[("bicubic", "clean", "psnr_y"), "rank"] == 0
-    # lower is better: bicubic fastest, esrgan second, rsr (0.8 s) last
+    # lower is better: bicubic fastest, the others significantly slower
     assert table.loc[("bicubic", "gaussian_noise", "seconds"), "rank"] == 1
-    assert table.loc[("esrgan", "gaussian_noise", "seconds"), "rank"] == 2
+    assert table.loc[("esrgan", "gaussian_noise", "seconds"), "rank"] == 0
     assert table.loc[("rsr", "gaussian_noise", "seconds"), "rank"] == 0
     # average over suites: esrgan 24 and 25 -> 24.5
     assert table.loc[("esrgan", report.AVERAGE, "psnr_y"), "mean"] == pytest.approx(24.5)
     md = (tmp_path / "out" / "tables" / "cross_dataset.md").read_text()
-    assert "**26.00 ± 1.41**" in md and "<u>24.00</u>" in md and "**0.10**" in md
-    assert "PSNR↑" in md and "Seconds↓" in md
+    assert "**26.00 ± 1.41**" in md and "| 24.00 " in md and "**0.10**" in md
+    assert "PSNR↑" in md and "Seconds↓" in md and "not significantly worse" in md
+
+
+def test_rows_within_noise_are_both_bold_and_a_clearly_worse_row_is_not(isolated: Path,
+                                                                          tmp_path: Path):
+    base = [-1.0, -0.6, -0.2, 0.0, 0.2, 0.4, 0.5, 0.7]  # per-image difficulty, mean 0
+    tie = [0.35, -0.25, 0.4, -0.3, 0.1, -0.2, 0.3, 0.0]  # mean +0.05: noise around a tie
+    worse = [-1.1, -0.9, -1.05, -0.95, -1.0, -1.1, -0.9, -1.0]  # ~1 dB below on every image
+    for ablation, extra in (("", [0.0] * 8), ("no_hf_attack", tie), ("no_pixel_attack", worse)):
+        make_run(isolated, "bapd", {"clean": {"psnr_y": 26.66}}, ablation,
+                 images={f"im{i}": b + e for i, (b, e) in enumerate(zip(base, extra))})
+    report.write_report(isolated, tmp_path / "out", report.ReportOptions(), draw=False)
+    table = pd.read_csv(tmp_path / "out" / "tables" / "ablation_bapd.csv")
+    rank = table[table.group == "clean"].set_index("Variant")["rank"]
+    assert rank["bapd [no_hf_attack]"] == 1 and rank["bapd"] == 1  # 0.05 dB apart: a tie
+    assert rank["bapd [no_pixel_attack]"] == 0  # ~1 dB worse on every image
+    verdict = pd.read_csv(tmp_path / "out" / "tables" / "verdict_ablation_bapd.csv")
+    row = verdict.set_index(["a", "group"]).loc[("bapd [no_pixel_attack]", "clean")]
+    assert bool(row["significant"]) and row["ci_high"] < 0 and row["prob_improvement"] < 0.2
+    tie = verdict.set_index(["a", "group"]).loc[("bapd [no_hf_attack]", "clean")]
+    assert not tie["significant"] and tie["ci_low"] < 0 < tie["ci_high"]
+
+
+def test_verdicts_against_baseline_and_control_with_quotable_lines(records: Path,
+                                                                    tmp_path: Path) -> None:
+    make_run(records, "esrgan", both(24.0, 0.5), seed=1, images=SIX)
+    make_run(records, "rsr", both(25.5, 0.9), ablation="no_attack", seed=0, images=SIX)
+    make_run(records, "rsr", both(26.5, 0.9), ablation="no_attack", seed=1, images=SIX)
+    report.write_report(records, tmp_path / "out", report.ReportOptions(metrics=("psnr_y",)),
+                        draw=False)
+    verdict = pd.read_csv(tmp_path / "out" / "tables" / "verdict_rsr.csv")
+    pairs = verdict.set_index(["b", "group"])
+    assert pairs.loc[("esrgan", "clean"), "diff"] == pytest.approx(2.0)
+    assert pairs.loc[("esrgan", "clean"), "n_seeds"] == 2
+    assert pairs.loc[("esrgan", "clean"), "n_images"] == 6
+    assert pairs.loc[("rsr [no_attack]", "gaussian_noise"), "diff"] == pytest.approx(0.0)
+    assert not pairs.loc[("rsr [no_attack]", "gaussian_noise"), "significant"]
+    md = (tmp_path / "out" / "tables" / "verdict_rsr.md").read_text()
+    assert "- rsr vs esrgan (PSNR): better on 1 of 1 unseen suites" in md
+    assert "; clean +2.00 dB [" in md
+    assert "rsr vs rsr [no_attack] (PSNR): better on 0 of 1 unseen suites" in md
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "## verdict rsr" in readme
+
+
+def test_a_deterministic_row_shows_no_spread(records: Path, tmp_path: Path) -> None:
+    make_run(records, "bicubic", both(20.0, 0.1), seed=1, trained_on="none", images=SIX)
+    report.write_report(records, tmp_path / "out", report.ReportOptions(), draw=False)
+    md = (tmp_path / "out" / "tables" / "cross_dataset.md").read_text()
+    bicubic = next(line for line in md.splitlines() if line.startswith("| bicubic"))
+    assert "20.00" in bicubic and "±" not in bicubic
+    assert "26.00 ± 1.41" in md
+
+
+def test_tables_cover_the_suites_the_runs_share_and_suites_picks(isolated: Path,
+                                                                  tmp_path: Path) -> None:
+    """RSR vs its control on a suite outside the profile's protocol: the ablation table and the
+    verdict show it (it used to be left out); ``--suites`` picks the columns."""
+    extra = {s: {"psnr_y": 25.0} for s in ("clean", "ddsr_gaussian")}
+    make_run(isolated, "esrgan", {"clean": {"psnr_y": 24.0}}, images=SIX)
+    make_run(isolated, "rsr", extra, images=SIX)
+    make_run(isolated, "rsr", {s: {"psnr_y": 24.0} for s in extra}, "no_attack", images=SIX)
+    report.write_report(isolated, tmp_path / "out", report.ReportOptions(), draw=False)
+    ablation = pd.read_csv(tmp_path / "out" / "tables" / "ablation_rsr.csv")
+    assert list(ablation["group"].unique()) == ["clean", "ddsr_gaussian", report.AVERAGE]
+    verdict = pd.read_csv(tmp_path / "out" / "tables" / "verdict_rsr.csv")
+    assert set(verdict[verdict.b == "rsr [no_attack]"]["group"]) == {
+        "clean", "ddsr_gaussian", report.AVERAGE}
+    assert set(verdict[verdict.b == "esrgan"]["group"]) == {"clean"}
+    out = tmp_path / "picked"
+    assert main(["report", "--workdir", str(isolated), "--out", str(out),
+                 "--suites", "ddsr_gaussian"]) == 0
+    picked = pd.read_csv(out / "tables" / "ablation_rsr.csv")
+    assert list(picked["group"].unique()) == ["ddsr_gaussian", report.AVERAGE]
+    assert main(["report", "--workdir", str(isolated), "--suites", "nope"]) == 2
 
 
 def _latex_columns(row: str) -> int:
@@ -145,10 +228,10 @@ def test_broken_records_are_reported_and_skipped(records: Path, tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="robustsr_bench"):
         report.write_report(records, tmp_path / "out", report.ReportOptions(), draw=False)
     readme = (tmp_path / "out" / "README.md").read_text()
+    # workdir problems are logged; the README (committed) names only committed records
     for path, why in ((runs / "torn", "not valid JSON"), (runs / "unfinished", "unfinished"),
                       (no_metrics, "metrics.csv is missing")):
-        assert f"`{path}`: " in readme and why in readme
-        assert str(path) in caplog.text
+        assert f"{path}: " in caplog.text and why in caplog.text and str(path) not in readme
     table = cells(tmp_path / "out" / "tables" / "cross_dataset.csv")
     assert set(table.index.get_level_values(0)) == {"bicubic", "esrgan", "rsr"}
 
@@ -255,3 +338,57 @@ def test_readme_says_what_each_suite_was_scored_on(isolated: Path, tmp_path: Pat
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "| clean | RealSR-Canon:test, 50 images; embedded, 1 image |" in readme
     assert "| gaussian_noise | embedded, 1 image |" in readme
+
+
+def test_committed_records_let_a_clone_check_the_tables(records: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """``report`` copies each shown run's config/summary/metrics into ``<out>/records/``; with
+    no workdir at all, ``report --check`` then passes on those records and fails when one of
+    them changes."""
+    rsr = next((records / "runs").glob("rsr-*"))
+    (rsr / "models").mkdir()
+    (rsr / "models" / "net_g_4.pth").write_bytes(b"weights stay out of the repository")
+    out, clone = tmp_path / "results", tmp_path / "clone_workdir"
+    assert main(["report", "--workdir", str(records), "--out", str(out)]) == 0
+    copied = out / "records" / rsr.name
+    assert sorted(p.name for p in copied.iterdir()) == ["config.yaml", "metrics.csv",
+                                                        "summary.json"]
+    assert len(list((out / "records").iterdir())) == 4
+    check = ["report", "--workdir", str(clone), "--out", str(out), "--check"]
+    assert main(check) == 0
+    assert "matches the run records" in capsys.readouterr().out
+    metrics = copied / "metrics.csv"
+    frame = pd.read_csv(metrics)
+    frame.loc[frame.metric == "psnr_y", "value"] += 0.5
+    frame.to_csv(metrics, index=False)
+    assert main(check) == 1
+    assert "tables/cross_dataset.md" in capsys.readouterr().err
+    (out / "records" / "torn").mkdir()
+    (out / "records" / "torn" / "summary.json").write_text("{not json")
+    assert main(["report", "--workdir", str(clone), "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    assert "`records/torn`: summary.json is not valid JSON" in readme
+    assert main(check) == 0
+
+
+def test_control_must_name_a_method_or_ablation(tmp_path: Path) -> None:
+    assert report_control("rsr") == {"method": "rsr", "ablation": "no_attack"}
+    assert report_control("ddsr") == {"method": "bicubic", "ablation": ""}
+    bad = {"adapter": "methods.esrgan:ESRGAN", "control": {"abl": "x"}}
+    with pytest.raises(registry.ConfigError, match="control: must be"):
+        registry._parse_spec("esrgan", bad, "configs/methods/esrgan.yaml")
+
+
+def report_control(method: str) -> dict | None:
+    from robustsr_bench.verdicts import control_of
+
+    return control_of(method)
+
+
+@pytest.mark.skipif(not (REPO / "results" / "records").is_dir(),
+                    reason="results/records/ is not committed yet (the lead's 3-seed re-run)")
+def test_committed_results_match_their_committed_records(isolated: Path, capsys) -> None:
+    """What a fresh clone's CI checks: the committed tables are what the committed records give,
+    with an empty workdir (no training)."""
+    assert main(["report", "--out", str(REPO / "results"), "--check"]) == 0, \
+        capsys.readouterr().err

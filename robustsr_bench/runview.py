@@ -1,0 +1,162 @@
+"""What ``run`` does after parsing: train/evaluate one or more seeds, then print a terminal table.
+
+The table answers the question a researcher runs the command for: is this run better than what
+it started from? One block per metric, suites down the page (so it fits 100 columns at default
+settings, however many suites), one column per model: bicubic, the clean baseline the method
+fine-tunes from, the full method when this run is an ablation whose full run with the same
+settings is finished, and the run itself. The last column is the paired difference of the run
+against the most specific of those (full method, else baseline, else bicubic) with its 95% CI
+over seeds x images (:mod:`.stats`); ``*`` marks a significant difference (Holm over suites).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from .errors import ConfigError
+from .results import RunDir
+
+_RUN_COLUMN = 12  # a longer run label is shown as "run" and spelled out above the table
+
+
+@dataclass
+class Column:
+    """One model of the table: its label and its finished runs (one per seed)."""
+
+    label: str
+    runs: list[RunDir]
+
+
+def parse_seeds(text: str | None, seed: int) -> list[int]:
+    """``--seeds 0,1,2`` (or the single ``--seed``) as a list of distinct ints."""
+    if not text:
+        return [seed]
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r} is invalid; expected integers joined by commas, "
+                          "e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r} is invalid; expected distinct integers, e.g. 0,1,2")
+    return seeds
+
+
+def execute_seeds(method: str, profile: str, ablation: str, seeds: Sequence[int],
+                  overrides: dict, root: Path, force: bool = False) -> list[Column] | None:
+    """Run every seed (finished ones are reused), then gather the comparison columns; None on
+    ranks other than 0 of a multi-process run (rank 0 reports)."""
+    from . import plan, registry, runner, world
+
+    configs = [registry.resolve_config(method, profile, ablation, s, overrides) for s in seeds]
+    runs = []
+    for cfg in configs:
+        run = world.execute(cfg, root, force=force)
+        if run is None:
+            return None
+        runs.append(run)
+    bicubic = [runner.execute(plan.reference_config(cfg), root) for cfg in configs]
+    columns = [Column("bicubic", bicubic)]
+    source = plan.start_method(configs[0])
+    if source and source != method:
+        base = [runner.execute(_same_eval(plan.baseline_config(c, source), c), root)
+                for c in configs]
+        columns.append(Column(source, base))
+    if ablation:
+        full = [RunDir.for_config(registry.resolve_config(method, profile, "", s, overrides),
+                                  root) for s in seeds]
+        done = [r for r in full if r.is_done()]
+        if done:
+            columns.append(Column(method, done))
+    label = method + (f" [{ablation}]" if ablation else "")
+    if not (method == "bicubic" and plan.run_id(configs[0]) == bicubic[0].run_id):
+        columns.append(Column(label, runs))
+    return columns
+
+
+def _same_eval(base_cfg: Any, cfg: Any) -> Any:
+    """The baseline's config evaluated on exactly the run's suites and metrics (its trained
+    weights are reused; only evaluation runs when the suites differ)."""
+    from dataclasses import replace
+
+    return replace(base_cfg, eval=cfg.eval)
+
+
+def _per_image(runs: Sequence[RunDir]) -> pd.DataFrame:
+    frames = [run.read_metrics().assign(seed=run.read_summary().get("seed", i))
+              for i, run in enumerate(runs)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def render(columns: Sequence[Column], metrics: Sequence[str], suites: Sequence[str]) -> str:
+    """One block per recorded metric: suites (+ average) down, models across, then Δ [CI]."""
+    from . import stats
+    from .report import _digits, _unavailable_notes, higher_is_better, metric_label
+    from .verdicts import AVERAGE, _diff, _group_values
+
+    frames = {c.label: _per_image(c.runs) for c in columns}
+    run, ref = columns[-1], columns[-2] if len(columns) > 1 else None
+    head = [c.label if c is not run or len(c.label) <= _RUN_COLUMN else "run" for c in columns]
+    seeds = sorted({int(r.read_summary().get("seed", 0)) for r in run.runs})
+    images = frames[run.label]["image"].nunique()
+    lines = [(f"{run.label}: {len(seeds)} seed{'s' * (len(seeds) > 1)} "
+              f"({', '.join(map(str, seeds))}) x {images} images; means over seeds and images")]
+    if ref is not None:
+        lines.append(f"Δ = {head[-1]} − {ref.label}, paired over seeds x images [95% CI]; "
+                     f"* significant (Holm over suites)")
+    recorded = set(frames[run.label]["metric"])
+    for metric in [m for m in metrics if m in recorded]:
+        d = _digits(metric)
+        groups = [*suites, AVERAGE] if len(suites) > 1 else list(suites)
+        vals = {c.label: {g: _group_values(frames[c.label], g, suites, metric)["value"]
+                          for g in groups} for c in columns}
+        delta = {}
+        if ref is not None:
+            diffs = {g: _diff(_group_values(frames[run.label], g, suites, metric),
+                              _group_values(frames[ref.label], g, suites, metric))
+                     for g in suites}
+            direction = bool(higher_is_better(metric))
+            delta = {c.suite: c for c in stats.compare(diffs, metric, direction)}
+            if AVERAGE in groups:
+                avg = _diff(_group_values(frames[run.label], AVERAGE, suites, metric),
+                            _group_values(frames[ref.label], AVERAGE, suites, metric))
+                delta.update({c.suite: c for c in stats.compare({AVERAGE: avg}, metric,
+                                                                direction)})
+        rows = []
+        for g in groups:
+            row = [g.lower() if g == AVERAGE else g]
+            row += [f"{vals[c.label][g].mean():.{d}f}" if len(vals[c.label][g]) else "n/a"
+                    for c in columns]
+            if ref is not None:
+                c = delta.get(g)
+                row.append("" if c is None else f"{c.diff:+.{d}f} [{c.low:+.{d}f}, "
+                           f"{c.high:+.{d}f}]{'*' if c.significant else ''}")
+            rows.append(row)
+        arrow = {True: "↑", False: "↓"}.get(higher_is_better(metric), "")
+        headers = [f"{metric_label(metric)}{arrow}", *head] + (["Δ [95% CI]"] if ref else [])
+        lines += ["", tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True,
+                               colalign=["left"] + ["right"] * (len(headers) - 1))]
+    lines += [f"n/a {n}" for n in _unavailable_notes(run.runs, metrics)]
+    return "\n".join(lines)
+
+
+def run_and_show(method: str, profile: str, ablation: str, seeds: Sequence[int],
+                 overrides: dict, root: Path, force: bool = False) -> int:
+    """``run``: execute, print where each run is, print the comparison table."""
+    columns = execute_seeds(method, profile, ablation, seeds, overrides, root, force)
+    if columns is None:
+        return 0
+    cfg = columns[-1].runs[0].read_config() or {}
+    evaluation = cfg.get("eval") or {}
+    print()
+    for run in columns[-1].runs:
+        print(f"run {run.run_id} -> {run.path}")
+    print()
+    metrics = [*evaluation.get("metrics", []), *evaluation.get("optional_metrics", [])]
+    print(render(columns, metrics, list(evaluation.get("suites", []))))
+    return 0
