@@ -290,6 +290,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .pretrained import evaluate_command
     from .results import workdir
     from .runview import Column, render
+    from .tables import record_method
 
     overrides = parse_overrides(args.overrides)
     for key, value in (("runtime.device", args.device), ("data.root", args.data_root)):
@@ -300,8 +301,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg, reference, run = evaluate_command(args.checkpoint, workdir(args.workdir), args.profile,
                                            args.name, overrides, args.force)
     print(f"\nrun {run.run_id} -> {run.path}\n")
-    columns = [Column("bicubic", [reference]), Column(run.read_summary().get("label", "model"),
-                                                       [run])]
+    columns = [Column("bicubic", [reference]), Column(record_method(run.read_summary()), [run])]
     print(render(columns, [*cfg.eval.metrics, *cfg.eval.optional_metrics], cfg.eval.suites))
     return 0
 

@@ -34,28 +34,20 @@ from .config import to_dict, training_hash
 from .errors import ConfigError
 from .files import atomic_write_text
 # metric_label moved to metric_specs.py (re-exported here for callers of the old location)
-from .metric_specs import SPECS, direction, metric_label
+from .metric_specs import SPECS, metric_label
 from .plan import BASELINE_METHOD
 from .records import copy_records, record_paths
 from .results import RunDir
+from .tables import (AVERAGE, PRETRAINED, ROW_KEYS, SEED_KEYS, Cell, _tex, format_cell,
+                     higher_is_better, record_method, row_label)
+from .verdicts import (BASELINE_KEY, BOLD_RULE, ablation_verdicts, mark_bold, method_verdicts,
+                       per_image, shared_suites)
 
 log = logging.getLogger("robustsr_bench")
 
-ROW_KEYS = ["method", "ablation", "profile", "trained_on"]
-PRETRAINED = "pretrained"  # records written by `evaluate` (robustsr_bench.pretrained)
-SEED_KEYS = ROW_KEYS + ["seed"]
-AVERAGE = "Average"
 NOTES = {"a": "not evaluated: the run's eval.suites lack this suite",
          "b": "metric not recorded on this suite",
          "c": "average needs every suite of the row"}
-
-
-def record_method(summary: dict) -> str:
-    """The method column of a record: ``pretrained:<label>`` for a checkpoint scored with
-    ``evaluate`` (each published model is its own row), else the method name."""
-    if summary["method"] == PRETRAINED and summary.get("label"):
-        return f"{PRETRAINED}:{summary['label']}"
-    return summary["method"]
 
 
 def run_label(summary: dict) -> str:
@@ -63,34 +55,8 @@ def run_label(summary: dict) -> str:
                                      else "")
 
 
-def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[str]:
-    """Why a requested metric is n/a: the reason each run recorded (``unavailable_metrics``)."""
-    notes: dict[str, str] = {}
-    for run in runs:
-        summary = run.read_summary()
-        for metric, reason in summary.get("unavailable_metrics", {}).items():
-            if metric in metrics:
-                notes.setdefault(metric, f"{metric_label(metric)}: unavailable, {reason}")
-        recorded = {m for values in summary.get("means", {}).values() for m in values}
-        for metric in metrics:
-            if metric not in recorded and metric not in summary.get("unavailable_metrics", {}):
-                notes.setdefault(f"{metric} {run.run_id}", f"{metric_label(metric)}: not recorded "
-                                 f"by {run.run_id} (finished before it was asked for; --force "
-                                 f"recomputes)")
-    return list(notes.values())
-
-
 # ---------------------------------------------------------------------------------------------
 # metric facts
-
-
-@cache
-def higher_is_better(metric: str) -> bool | None:
-    """The metric spec's direction; ``None`` where nobody knows (shown unmarked)."""
-    known = direction(metric)
-    if known is None:
-        log.warning("metric %r has no known direction; its best cells are not marked", metric)
-    return known
 
 
 def default_metrics(present: Iterable[str]) -> list[str]:
@@ -276,17 +242,6 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass
-class Cell:
-    """One table entry: mean over seeds (``None`` = missing, with a footnote key)."""
-
-    mean: float | None
-    std: float | None = None
-    n: int = 0
-    note: str = ""
-    rank: int = 0
-
-
-@dataclass
 class Table:
     """A rendered-to-anything table: label columns, then (group x metric) value columns."""
 
@@ -361,28 +316,12 @@ def build_table(name: str, caption: str, frame: pd.DataFrame, rows: Sequence[dic
     groups = list(group_names or suites) + ([AVERAGE] if with_average else [])
     paired = images is not None and not images.empty
     if paired:
-        from .verdicts import mark_bold
 
         mark_bold(cells, rows, images, suites, metrics, len(groups))
     else:
         _mark_ranks(cells, metrics, len(groups))
     return Table(name, caption, list(label_headers), [list(x) for x in labels], groups,
                  list(metrics), cells, paired)
-
-
-def _digits(metric: str) -> int:
-    """Four decimals for the [0, 1] scores (SSIM, LPIPS), two for dB, seconds and NIQE-style
-    scores, as SR papers print them."""
-    return 4 if "ssim" in metric or "lpips" in metric else 2
-
-
-def format_cell(cell: Cell, metric: str) -> str:
-    if cell.mean is None:
-        return ""
-    d = _digits(metric)
-    text = f"{cell.mean:.{d}f}"
-    # std 0 over several seeds = a deterministic row (bicubic): no "± 0.00" as if it had noise
-    return text + (f" ± {cell.std:.{d}f}" if cell.std and not math.isnan(cell.std) else "")
 
 
 def _arrow(metric: str, up: str, down: str) -> str:
@@ -405,7 +344,6 @@ def to_markdown(table: Table) -> str:
     lines = [f"**{table.caption}**", "", tabulate(body, headers=headers, tablefmt="github",
                                                   disable_numparse=True), ""]
     if table.paired:
-        from .verdicts import BOLD_RULE
 
         lines.append(f"Mean over seeds and images; ± is the sample std over seeds (where a row "
                      f"has several seeds that differ). {BOLD_RULE}; ↑ higher is better, ↓ lower "
@@ -415,14 +353,6 @@ def to_markdown(table: Table) -> str:
                      "<u>underlined</u>; ↑ higher is better, ↓ lower is better.")
     lines += [f"<sup>{k}</sup> {v}." for k, v in table.notes().items()]
     return "\n".join(lines) + "\n"
-
-
-def _tex(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
-                 ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"),
-                 ("✓", r"\checkmark"), ("✗", r"$\times$")):
-        text = text.replace(a, b)
-    return text
 
 
 def to_latex(table: Table) -> str:
@@ -494,10 +424,6 @@ class ReportOptions:
     suites: tuple[str, ...] = ()  # table and verdict columns; default: what the runs share
 
 
-def row_label(method: str, ablation: str) -> str:
-    return method + (f" [{ablation}]" if ablation else "")
-
-
 def _method_order(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """(method, trained_on) rows: bicubic first, then test-time methods, then trained ones."""
     return sorted(set(keys), key=lambda k: (k[0] != "bicubic", k[1] != "none", k[0], k[1]))
@@ -555,7 +481,6 @@ class ReportBuilder:
         self.extra = [] if options.suites else [
             s for s in records.suites if s in shown and s not in self.suites
             and s not in self.levelled]
-        from .verdicts import per_image
 
         self.images = per_image(self.seeds)
         self.tables: list[Any] = []
@@ -629,7 +554,6 @@ class ReportBuilder:
                             ["Variant"] + [c.replace("_", " ") for c in components], labels,
                             suites, self.metrics, images=self.images)
         self.tables.append(table)
-        from .verdicts import ablation_verdicts
 
         verdict = ablation_verdicts(self.images, method, ablations, suites, self.metrics,
                                     self.opts.profile)
@@ -643,14 +567,12 @@ class ReportBuilder:
     def _shared_suites(self, keys: Sequence[dict[str, str]]) -> list[str]:
         """The suites every row of ``keys`` was evaluated on: ``--suites`` if given, else the
         profile's protocol suites followed by any other (non-levelled) suite they all have."""
-        from .verdicts import shared_suites
 
         order = list(self.opts.suites) or [*self.suites, *self.extra]
         return shared_suites(self.seeds, keys, order)
 
     def _verdict(self, method: str) -> None:
         """Verdict table of a robust method: vs the clean baseline and vs its control."""
-        from .verdicts import BASELINE_KEY, method_verdicts
 
         if method in ("bicubic", BASELINE_KEY["method"]) or not self.metrics:
             return

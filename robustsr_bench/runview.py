@@ -20,6 +20,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .errors import ConfigError
+from .metric_specs import metric_label
 from .results import RunDir
 
 _RUN_COLUMN = 12  # a longer run label is shown as "run" and spelled out above the table
@@ -96,7 +97,7 @@ def _per_image(runs: Sequence[RunDir]) -> pd.DataFrame:
 def render(columns: Sequence[Column], metrics: Sequence[str], suites: Sequence[str]) -> str:
     """One block per recorded metric: suites (+ average) down, models across, then Δ [CI]."""
     from . import stats
-    from .report import _digits, _unavailable_notes, higher_is_better, metric_label
+    from .tables import _digits, higher_is_better
     from .verdicts import AVERAGE, _diff, _group_values
 
     frames = {c.label: _per_image(c.runs) for c in columns}
@@ -160,3 +161,20 @@ def run_and_show(method: str, profile: str, ablation: str, seeds: Sequence[int],
     metrics = [*evaluation.get("metrics", []), *evaluation.get("optional_metrics", [])]
     print(render(columns, metrics, list(evaluation.get("suites", []))))
     return 0
+
+
+def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[str]:
+    """Why a requested metric is n/a: the reason each run recorded (``unavailable_metrics``)."""
+    notes: dict[str, str] = {}
+    for run in runs:
+        summary = run.read_summary()
+        for metric, reason in summary.get("unavailable_metrics", {}).items():
+            if metric in metrics:
+                notes.setdefault(metric, f"{metric_label(metric)}: unavailable, {reason}")
+        recorded = {m for values in summary.get("means", {}).values() for m in values}
+        for metric in metrics:
+            if metric not in recorded and metric not in summary.get("unavailable_metrics", {}):
+                notes.setdefault(f"{metric} {run.run_id}", f"{metric_label(metric)}: not recorded "
+                                 f"by {run.run_id} (finished before it was asked for; --force "
+                                 f"recomputes)")
+    return list(notes.values())

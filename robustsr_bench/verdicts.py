@@ -29,7 +29,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from . import stats
-from .report import AVERAGE, SEED_KEYS, Cell, _digits, higher_is_better, metric_label, row_label
+from .metric_specs import metric_label
+from .tables import AVERAGE, SEED_KEYS, Cell, _digits, _tex, higher_is_better, row_label
 
 SEEN_SUITE = "clean"
 BASELINE_KEY = {"method": "esrgan", "ablation": ""}  # the clean baseline every method is held to
@@ -160,7 +161,6 @@ class VerdictTable:
         return "\n".join(lines) + "\n"
 
     def latex(self) -> str:
-        from .report import _tex
 
         spec = "lll" + "c" * len(self.groups)
         head = " & ".join(_tex(h) for h in ["A", "vs B", "metric", *self.groups]) + r" \\"
