@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -214,3 +216,45 @@ def test_test_time_runs_record_no_training_data_and_kernel_psnr(isolated, one_th
     assert set(frame["metric"]) == {"psnr_y", "ssim_y", "seconds", "kernel_psnr"}
     assert len(frame[frame.metric == "kernel_psnr"]) == len(embedded.held_out_paths())
     assert (frame[frame.metric == "seconds"]["value"] > 0).all()
+
+
+def test_crop_suite_is_the_centre_of_the_whole_suite_with_its_kernel(isolated):
+    """``ddsr_gaussian_crop32`` is ``ddsr_gaussian`` cropped after degradation: same kernels, its
+    LR the central 32x32 of the whole LR and its HR the 128x128 pixels behind them; the record
+    says what was scored."""
+    import pandas as pd
+
+    from robustsr_bench.data import embedded
+    from robustsr_bench.data.provenance import eval_data
+    from robustsr_bench.data.suites import load_suite
+
+    images = embedded.held_out_paths()[:2]
+    whole = load_suite("ddsr_gaussian", 4, images, isolated)
+    cropped = load_suite("ddsr_gaussian_crop32", 4, images, isolated)
+    for full, crop in zip(whole, cropped):
+        assert crop.name == full.name and crop.lr.shape == (32, 32, 3)
+        assert crop.hr.shape == (128, 128, 3)
+        h, w = full.lr.shape[:2]
+        top, left = (h - 32) // 2, (w - 32) // 2
+        assert np.array_equal(crop.lr, full.lr[top:top + 32, left:left + 32])
+        assert np.array_equal(crop.hr, full.hr[4 * top:4 * top + 128, 4 * left:4 * left + 128])
+        assert np.array_equal(crop.kernel, full.kernel)
+    cfg = registry.resolve_config("ddsr", "smoke", overrides={"eval.suites":
+                                                              ["ddsr_gaussian_crop32"]})
+    frame = pd.DataFrame({"suite": ["ddsr_gaussian_crop32"], "image": ["a"]})
+    assert eval_data(cfg, frame)["ddsr_gaussian_crop32"]["dataset"] == \
+        "embedded (central 32x32 LR crops)"
+
+
+@pytest.mark.parametrize("crop, spec, message", [
+    (3, {}, "crop=3 must be 0 .* or an integer >= 5 LR pixels"),
+    ("32", {}, "crop='32' must be"),
+    (32, {"lr_dir": "photos"}, "crop applies to generated suites only"),
+])
+def test_bad_suite_crop_is_refused_naming_the_suite(monkeypatch, crop, spec, message):
+    from robustsr_bench.data.suites import load_suite
+
+    monkeypatch.setattr(registry, "suite", lambda name: {"ops": [{"op": "downscale"}],
+                                                         "crop": crop, **spec})
+    with pytest.raises(ConfigError, match=f"suite 'tiny': {message}"):
+        load_suite("tiny", 4, [], Path("."))
