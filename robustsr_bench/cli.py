@@ -184,8 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     reference = runner.execute(runner.reference_config(cfg), root)
     print(f"\nrun {run.run_id} -> {run.path}\n")
-    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics],
-                    cfg.eval.suites))
+    print(run_table([reference, run], [*cfg.eval.metrics, *cfg.eval.optional_metrics,
+                                       "kernel_psnr"], cfg.eval.suites))  # where recorded
     return 0
 
 

@@ -260,3 +260,23 @@ def test_bad_suite_crop_is_refused_naming_the_suite(monkeypatch, crop, spec, mes
                                                          "crop": crop, **spec})
     with pytest.raises(ConfigError, match=f"suite 'tiny': {message}"):
         load_suite("tiny", 4, [], Path("."))
+
+
+def test_report_and_run_show_kernel_psnr_where_recorded(isolated, tmp_path):
+    from robustsr_bench import report
+    from robustsr_bench.results import RunDir
+    from tests.test_report import make_run
+
+    crop = "ddsr_gaussian_crop32"
+    bicubic = make_run(isolated, "bicubic", {crop: {"psnr_y": 26.43, "ssim_y": 0.73}},
+                       trained_on="none")
+    ddsr = make_run(isolated, "ddsr", {crop: {"psnr_y": 26.96, "ssim_y": 0.75,
+                                              "kernel_psnr": 49.11}}, trained_on="none")
+    report.write_report(isolated, tmp_path / "out", report.ReportOptions(), draw=False)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| Method"))
+    assert f"{crop} Kernel PSNR↑" in header
+    assert any(line.startswith("| ddsr") and "49.11" in line for line in readme.splitlines())
+    printed = report.run_table([RunDir(bicubic), RunDir(ddsr)],
+                               ["psnr_y", "ssim_y", "kernel_psnr"], [crop])
+    assert "49.11" in printed and "not recorded" not in printed
