@@ -527,15 +527,19 @@ class ReportBuilder:
                              self._labelled(full), metric, self.suites, order, stem))
 
     def _extra_suites(self) -> None:
-        """Suites outside the profile's protocol (a method's own test sets): no average."""
+        """Suites outside the profile's protocol (a method's own test sets): no average. Kernel
+        PSNR is shown where recorded (known-kernel suites), unless ``--metrics`` chose."""
         data = self.seeds[self.seeds["suite"].isin(self.extra) & (self.seeds["ablation"] == "")]
         keys = _method_order(zip(data["method"], data["trained_on"]))
+        metrics = list(self.metrics)
+        if not self.opts.metrics and (data["metric"] == "kernel_psnr").any():
+            metrics.append("kernel_psnr")
         if keys and self.extra and self.metrics:
             rows = [{"method": m, "trained_on": t, "ablation": ""} for m, t in keys]
             self.tables.append(build_table(
                 "extra_suites", f"Suites outside the {self.opts.profile} profile's protocol "
                 f"(evaluated by some methods only).", data, rows, ["Method", "Training data"],
-                keys, self.extra, self.metrics, with_average=False, images=self.images))
+                keys, self.extra, metrics, with_average=False, images=self.images))
 
     def _ablation(self, method: str) -> None:
         own = self.seeds[self.seeds["method"] == method]

@@ -20,7 +20,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .errors import ConfigError
-from .metric_specs import metric_label
+from .metric_specs import RECORDED, metric_label
 from .results import RunDir
 
 _RUN_COLUMN = 12  # a longer run label is shown as "run" and spelled out above the table
@@ -158,7 +158,8 @@ def run_and_show(method: str, profile: str, ablation: str, seeds: Sequence[int],
     for run in columns[-1].runs:
         print(f"run {run.run_id} -> {run.path}")
     print()
-    metrics = [*evaluation.get("metrics", []), *evaluation.get("optional_metrics", [])]
+    metrics = [*evaluation.get("metrics", []), *evaluation.get("optional_metrics", []),
+               "kernel_psnr"]  # where recorded (known-kernel suites); no note where not
     print(render(columns, metrics, list(evaluation.get("suites", []))))
     return 0
 
@@ -172,8 +173,9 @@ def _unavailable_notes(runs: Sequence[RunDir], metrics: Sequence[str]) -> list[s
             if metric in metrics:
                 notes.setdefault(metric, f"{metric_label(metric)}: unavailable, {reason}")
         recorded = {m for values in summary.get("means", {}).values() for m in values}
-        for metric in metrics:
-            if metric not in recorded and metric not in summary.get("unavailable_metrics", {}):
+        for metric in metrics:  # kernel PSNR, seconds: recorded only where they apply
+            if metric not in recorded and metric not in RECORDED \
+                    and metric not in summary.get("unavailable_metrics", {}):
                 notes.setdefault(f"{metric} {run.run_id}", f"{metric_label(metric)}: not recorded "
                                  f"by {run.run_id} (finished before it was asked for; --force "
                                  f"recomputes)")

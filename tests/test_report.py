@@ -374,7 +374,7 @@ def test_committed_records_let_a_clone_check_the_tables(records: Path, tmp_path:
 def test_control_must_name_a_method_or_ablation(tmp_path: Path) -> None:
     assert report_control("rsr") == {"method": "rsr", "ablation": "no_attack"}
     assert report_control("ddsr") == {"method": "bicubic", "ablation": ""}
-    bad = {"adapter": "methods.esrgan:ESRGAN", "control": {"abl": "x"}}
+    bad = {"adapter": "robustsr_bench.methods.esrgan:ESRGAN", "control": {"abl": "x"}}
     with pytest.raises(registry.ConfigError, match="control: must be"):
         registry._parse_spec("esrgan", bad, "configs/methods/esrgan.yaml")
 

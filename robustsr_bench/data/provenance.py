@@ -43,6 +43,8 @@ def eval_data(cfg: Any, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
             source = f"{spec['dataset']}:{spec.get('split') or 'default'}"
         else:
             source = str(spec.get("lr_dir") or cfg.eval.images)
+        if spec.get("crop"):
+            source += f" (central {spec['crop']}x{spec['crop']} LR crops)"
         images = frame.loc[frame["suite"] == suite, "image"].nunique()
         out[suite] = {"dataset": source, "images": int(images)}
     return out

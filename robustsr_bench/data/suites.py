@@ -7,6 +7,12 @@ on exactly the same LR images. The LR/HR pairs are written to
 ``<workdir>/cache/suites/<name>-x<scale>-<hash>/`` with ``meta.json`` written last, and reused.
 Where an op knows the true blur kernel (``kernel_downscale``) it is kept as ``kernels/<stem>.npy``
 so that kernel-estimating methods can be scored on it.
+
+A suite may set ``crop: N``: every image is degraded whole, then its central ``N`` x ``N`` LR
+pixels and the matching ``N*scale`` HR pixels are kept (the DDSR code crops its large test images
+the same way). Test-time methods, whose cost grows with the image, stay affordable on a CPU, and
+every method, bicubic included, is scored on exactly the same crops because the crop belongs to
+the suite.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from torch import Tensor
 
 from .. import registry
 from ..errors import ConfigError, DataError
@@ -64,6 +71,32 @@ def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Pat
     return Workdir(root).suite_cache / f"{name}-x{scale}-{digest}"
 
 
+def suite_crop(name: str, scale: int) -> int:
+    """The suite's central LR crop side (0: whole images), refused when metrics could not score
+    it (see :func:`min_eval_side`) or when the suite's images are not generated here."""
+    spec = registry.suite(name)
+    crop = spec.get("crop", 0)
+    least = min_eval_side(scale) // scale
+    if crop is None or isinstance(crop, bool) or not isinstance(crop, int) or (
+            crop != 0 and crop < least):
+        raise ConfigError(f"suite '{name}': crop={crop!r} must be 0 (whole images) or an integer "
+                          f">= {least} LR pixels (the smallest side the metrics score at x{scale})")
+    if crop and (spec.get("dataset") or spec.get("lr_dir")):
+        raise ConfigError(f"suite '{name}': crop applies to generated suites only, not to "
+                          f"'dataset' or 'lr_dir' suites")
+    return int(crop)
+
+
+def centre_crop(lr: Tensor, hr: Tensor, crop: int, scale: int) -> tuple[Tensor, Tensor]:
+    """The central ``crop`` x ``crop`` LR pixels and the HR pixels they were made from; a side
+    shorter than ``crop`` is kept whole."""
+    h, w = lr.shape[-2:]
+    ch, cw = min(crop, h), min(crop, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return (lr[..., top:top + ch, left:left + cw],
+            hr[..., top * scale:(top + ch) * scale, left * scale:(left + cw) * scale])
+
+
 def min_eval_side(scale: int) -> int:
     """The smallest HR side every metric can score: SSIM's 11x11 window after the ``scale``
     border each side is cropped, rounded up to a multiple of ``scale``. A smaller test image is
@@ -74,6 +107,7 @@ def min_eval_side(scale: int) -> int:
 def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
     seed = int(registry.suite(name).get("seed", 0))
     ops = suite_ops(name)
+    crop = suite_crop(name, scale)
     # A private temp folder per process: concurrent jobs (a sweep) may generate the same suite.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
@@ -81,6 +115,8 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
         hr = mod_crop(to_tensor(load_image(path, min_size=min_eval_side(scale))), scale)
         record: dict = {}
         lr = apply_ops(hr, ops, scale, np.random.default_rng([seed, index]), record)
+        if crop:
+            lr, hr = centre_crop(lr, hr, crop, scale)
         save_image(tmp / "hr" / f"{path.stem}.png", hr)
         save_image(tmp / "lr" / f"{path.stem}.png", lr)
         if "kernel" in record:
@@ -101,6 +137,7 @@ def load_suite(name: str, scale: int, images: Sequence[Path], root: Path,
     ``dataset: NAME`` (and ``split:``) is a registered dataset's own pairs under ``data_root``
     (``--data-root``, else ``$ROBUSTSR_DATA``), e.g. RealSR Canon x4 test."""
     spec = registry.suite(name)
+    suite_crop(name, scale)  # a crop on a dataset or lr_dir suite is refused, not ignored
     if spec.get("dataset"):
         return dataset_images(str(spec["dataset"]), str(spec.get("split") or ""), scale,
                               data_root)
