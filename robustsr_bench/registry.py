@@ -12,6 +12,7 @@ Every unknown name raises one :class:`ConfigError` line that lists the valid nam
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,10 +32,50 @@ from .errors import ConfigError
 ENTRY_POINT_GROUP = "robustsr_bench.methods"
 
 
+CONFIGS_ENV = "ROBUSTSR_CONFIGS"
+log = logging.getLogger("robustsr_bench")
+
+
 def configs_dir() -> Path:
-    """``$ROBUSTSR_CONFIGS`` or the repository's ``configs/`` folder."""
-    env = os.environ.get("ROBUSTSR_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+    """The built-in ``configs/`` folder (user folders are layered over it: :func:`config_dirs`)."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+# --------------------------------------------------------------------------- user config layers
+# ``--configs DIR`` / ``$ROBUSTSR_CONFIGS`` (several folders, os.pathsep-separated, first wins)
+# are searched before the built-in folder, file by file: a user's suites/x.yaml adds suite x (or
+# shadows the built-in x, reported once) without a copy of the package's configs/.
+
+
+def config_dirs() -> list[Path]:
+    """The user folders of ``$ROBUSTSR_CONFIGS`` (first wins), then the built-in folder."""
+    users = [Path(p).expanduser() for p in os.environ.get(CONFIGS_ENV, "").split(os.pathsep) if p]
+    builtin = configs_dir()
+    return [d for d in users if d.resolve() != builtin.resolve()] + [builtin]
+
+
+_SHADOW_REPORTED: set[tuple[str, str]] = set()
+
+
+def layered_files(folder: str) -> dict[str, Path]:
+    """``<name> -> path`` of every ``<layer>/<folder>/*.yaml``; a user's file shadowing a
+    built-in one is logged once per process."""
+    found: dict[str, Path] = {}
+    for layer in config_dirs():
+        for path in sorted((layer / folder).glob("*.yaml")):
+            if path.stem not in found:
+                found[path.stem] = path
+            elif (layer == configs_dir() and (folder, path.stem) not in _SHADOW_REPORTED
+                  and found[path.stem].read_bytes() != path.read_bytes()):
+                _SHADOW_REPORTED.add((folder, path.stem))
+                log.warning("%s shadows the built-in %s/%s.yaml", found[path.stem], folder,
+                            path.stem)
+    return found
+
+
+def find_config(folder: str, name: str) -> Path | None:
+    """The file that defines ``name`` in ``folder`` (first layer that has it), else None."""
+    return layered_files(folder).get(name)
 
 
 def unknown(kind: str, name: str, valid: Sequence[str]) -> ConfigError:
@@ -130,20 +171,20 @@ def _entry_point_specs() -> dict[str, MethodSpec]:
 
 
 @lru_cache(maxsize=None)
-def _all_specs(root: Path) -> dict[str, MethodSpec]:
-    specs = {p.stem: _parse_spec(p.stem, read_yaml(p), str(p))
-             for p in sorted((root / "methods").glob("*.yaml"))}
+def _all_specs(dirs: tuple[Path, ...]) -> dict[str, MethodSpec]:
+    specs = {name: _parse_spec(name, read_yaml(p), str(p))
+             for name, p in sorted(layered_files("methods").items())}
     for name, spec in _entry_point_specs().items():
         specs.setdefault(name, spec)
     return specs
 
 
 def method_names() -> list[str]:
-    return sorted(_all_specs(configs_dir()))
+    return sorted(_all_specs(tuple(config_dirs())))
 
 
 def method_spec(name: str) -> MethodSpec:
-    specs = _all_specs(configs_dir())
+    specs = _all_specs(tuple(config_dirs()))
     if name not in specs:
         raise unknown("method", name, list(specs))
     return specs[name]
@@ -152,14 +193,15 @@ def method_spec(name: str) -> MethodSpec:
 def _named_yaml(kind: str, folder: str, name: str) -> dict[str, Any]:
     from .results import safe_name  # lazy: results imports pandas
 
-    path = configs_dir() / folder / f"{safe_name(name, kind + ' name')}.yaml"
-    if not path.is_file():
+    path = find_config(folder, safe_name(name, kind + ' name'))
+    if path is None:
         raise unknown(kind, name, names_in(folder))
     return read_yaml(path)
 
 
 def names_in(folder: str) -> list[str]:
-    return sorted(p.stem for p in (configs_dir() / folder).glob("*.yaml"))
+    names = sorted(layered_files(folder))
+    return names + list(family_suites()) if folder == "suites" else names
 
 
 def profile(name: str) -> dict[str, Any]:
@@ -167,7 +209,31 @@ def profile(name: str) -> dict[str, Any]:
 
 
 def suite(name: str) -> dict[str, Any]:
+    """A suite's spec: ``configs/suites/<name>.yaml``, or a generated family suite
+    ``<prefix>/<family>/<severity>`` (:mod:`robustsr_bench.families`)."""
+    if "/" in name:
+        generated = family_suites()
+        if name not in generated:
+            raise unknown("suite", name, names_in("suites"))
+        return dict(generated[name])
     return _named_yaml("suite", "suites", name)
+
+
+def family_suites() -> dict[str, dict[str, Any]]:
+    """Every suite the family files (``families/*.yaml`` of every layer) generate, by name."""
+    files = layered_files("families").values()
+    return _family_suites(tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
+@lru_cache(maxsize=8)
+def _family_suites(files: tuple[tuple[Path, int, int], ...]) -> dict[str, dict[str, Any]]:
+    """Cached per (path, mtime, size): expanding is cheap, but suites are looked up per image."""
+    from .families import expand_file
+
+    specs: dict[str, dict[str, Any]] = {}
+    for path, _, _ in files:
+        specs.update(expand_file(path))
+    return specs
 
 
 def split_ablation(spec: MethodSpec, ablation: str) -> list[Ablation]:
@@ -201,7 +267,7 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
     base = typed_base(schema_for(getattr(adapter, "options", None)))
     prof = dict(profile(profile_name))
     prof.pop("description", None)
-    merge_layer(base, prof, str(configs_dir() / "profiles" / f"{profile_name}.yaml"))
+    merge_layer(base, prof, str(find_config("profiles", profile_name)))
     merge_layer(base, spec.config, spec.source)
     merge_layer(base, spec.profiles.get(profile_name) or {}, f"{spec.source} (profiles.{profile_name})")
     for abl in split_ablation(spec, ablation):

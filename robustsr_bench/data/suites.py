@@ -44,7 +44,7 @@ def suite_ops(name: str) -> list[dict]:
     spec = registry.suite(name)
     ops = spec.get("ops")
     if ops == "realesrgan":
-        return realesrgan_ops()
+        return realesrgan_ops(float(spec.get("level", 1.0)))
     if not isinstance(ops, list) or not ops:
         raise ConfigError(f"suite '{name}': 'ops' must be a list of degradation steps or "
                           f"'realesrgan'")

@@ -1,0 +1,105 @@
+"""SR-C: corruption families from imagecorruptions, generated suite names, determinism and
+severity ordering (robustsr_bench.families, data.corruptions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robustsr_bench import registry
+from robustsr_bench.data import embedded
+from robustsr_bench.data.degradations import apply_ops, mod_crop, realesrgan_ops
+from robustsr_bench.data.io import load_image, to_numpy, to_tensor
+from robustsr_bench.data.suites import suite_ops
+from robustsr_bench.errors import ConfigError
+
+# Families whose library severities are not ordered by distortion on every image: glass_blur's
+# (sigma, iterations) and frost's / fog's blend weights are not monotone in the library's tables,
+# saturate goes from desaturating (1-2) to oversaturating (3-5) by design; zoom_blur and spatter
+# flip one adjacent pair on some images; realesrgan is a random pipeline whose Poisson draws and
+# integer JPEG qualities are not coupled across levels. For them only "severity 5 is worse than
+# severity 1" holds, which is what is tested (measured on the 4 held-out photos: README SR-C).
+NON_MONOTONE = {"glass_blur", "frost", "fog", "saturate", "zoom_blur", "spatter", "realesrgan"}
+
+
+def _families() -> dict[str, list[str]]:
+    fams: dict[str, list[str]] = {}
+    for name, spec in registry.family_suites().items():
+        fams.setdefault(spec["corruption"]["family"], []).append(name)
+    return {f: sorted(n, key=lambda s: int(s.rsplit("/", 1)[1])) for f, n in fams.items()}
+
+
+@pytest.fixture(scope="module")
+def hr():
+    image = load_image(embedded.held_out_paths()[0])[:256, :256]  # LR 64x64: fast
+    return mod_crop(to_tensor(image), 4)
+
+
+def _lr(hr, suite: str, index: int = 0) -> np.ndarray:
+    seed = registry.suite(suite)["seed"]
+    return to_numpy(apply_ops(hr, suite_ops(suite), 4, np.random.default_rng([seed, index])))
+
+
+def test_sr_c_has_at_least_15_families_of_5_severities_listed_by_name():
+    fams = _families()
+    assert len(fams) >= 15
+    assert all(len(n) == 5 for n in fams.values())
+    names = registry.names_in("suites")
+    assert "src/gaussian_noise/3" in names and "clean" in names
+    spec = registry.suite("src/gaussian_noise/3")
+    assert spec["ops"] == [{"op": "downscale"},
+                           {"op": "corrupt", "name": "gaussian_noise", "severity": 3}]
+    assert registry.suite("src/camera_defocus_blur/2")["ops"][0]["op"] == "corrupt"
+    with pytest.raises(ConfigError, match="unknown suite 'src/nope/3'"):
+        registry.suite("src/nope/3")
+
+
+def test_every_family_and_severity_is_deterministic_and_leaves_global_rng_alone(hr):
+    np.random.seed(123)
+    before = np.random.random()
+    np.random.seed(123)
+    for names in _families().values():
+        for suite in names:
+            np.testing.assert_array_equal(_lr(hr, suite), _lr(hr, suite), err_msg=suite)
+    assert np.random.random() == before  # the library's np.random use was restored
+    assert not np.array_equal(_lr(hr, "src/gaussian_noise/3", 0), _lr(hr, "src/gaussian_noise/3", 1))
+
+
+def test_lr_psnr_against_clean_lr_decreases_with_severity(hr):
+    clean = _lr(hr, "clean").astype(np.float64)
+
+    def psnr(suite: str) -> float:
+        mse = np.mean((_lr(hr, suite).astype(np.float64) - clean) ** 2)
+        return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+
+    for family, names in _families().items():
+        curve = [psnr(s) for s in names]
+        if family in NON_MONOTONE:
+            assert curve[-1] < curve[0], (family, curve)
+        else:
+            assert all(b <= a + 1e-9 for a, b in zip(curve, curve[1:])), (family, curve)
+
+
+def test_realesrgan_family_top_severity_is_the_published_pipeline():
+    assert suite_ops("src/realesrgan/5") == realesrgan_ops() == suite_ops("realesrgan")
+    assert suite_ops("src/realesrgan/1")[0]["sigma"] == pytest.approx([0.2, 0.2 + 2.8 / 5])
+
+
+def test_a_misspelt_corruption_fails_in_one_line_naming_the_field(tmp_path, monkeypatch):
+    folder = tmp_path / "user" / "families"
+    folder.mkdir(parents=True)
+    (folder / "mine.yaml").write_text(
+        "families:\n  x: {group: noise, corruption: gausian_noise}\n")
+    monkeypatch.setenv("ROBUSTSR_CONFIGS", str(tmp_path / "user"))
+    with pytest.raises(ConfigError, match=r"\(corrupt\)\.name: 'gausian_noise' is not an "
+                                          r"imagecorruptions corruption"):
+        suite_ops_checked("mine/x/1")
+    (folder / "mine.yaml").write_text("families:\n  x: {group: nosie, corruption: contrast}\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: families.x.group: 'nosie'"):
+        registry.suite("mine/x/1")
+
+
+def suite_ops_checked(name: str) -> None:
+    from robustsr_bench.data.degradations import validate_ops
+
+    validate_ops(suite_ops(name))
