@@ -275,4 +275,28 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
     merge_layer(base, overrides or {}, "--set")
     merge_layer(base, {"method": method, "ablation": ablation, "profile": profile_name,
                        "seed": seed}, "run")
-    return to_object(base)
+    cfg = to_object(base)
+    cfg.eval.suites = expand_suites(cfg.eval.suites)
+    return cfg
+
+
+def expand_suites(names: Sequence[str]) -> list[str]:
+    """``eval.suites`` with family patterns expanded: ``src/*`` (every SR-C suite),
+    ``src/gaussian_noise/*``; a pattern that matches nothing is an unknown suite."""
+    import fnmatch
+
+    out: list[str] = []
+    for name in names:
+        if "*" not in name:
+            out.append(name)
+            continue
+        found = [s for s in family_suites() if fnmatch.fnmatchcase(s, name)]
+        if not found:
+            raise ConfigError(f"eval.suites: pattern {name!r} matches no family suite; "
+                              f"family prefixes: {', '.join(sorted(_prefixes())) or '(none)'}")
+        out += [s for s in found if s not in out]
+    return list(dict.fromkeys(out))
+
+
+def _prefixes() -> set[str]:
+    return {name.split("/", 1)[0] + "/*" for name in family_suites()}

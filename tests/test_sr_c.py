@@ -103,3 +103,61 @@ def suite_ops_checked(name: str) -> None:
     from robustsr_bench.data.degradations import validate_ops
 
     validate_ops(suite_ops(name))
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def _synthetic_records() -> "pd.DataFrame":
+    """Two images, two families: bicubic SSIM 0.9 clean; gaussian_noise 0.9 - 0.1 s; contrast
+    0.8 flat. The model: 0.95 clean; gaussian_noise 0.95 - 0.05 s; contrast 0.8 on image a and
+    0.6 on image b (mean error 0.3)."""
+    import pandas as pd
+
+    rows = []
+
+    def add(method, image, suite, ssim, psnr=30.0):
+        for metric, value in (("ssim_y", ssim), ("psnr_y", psnr)):
+            rows.append({"method": method, "ablation": "", "seed": 0, "suite": suite,
+                         "image": image, "metric": metric, "value": value, "path": None})
+
+    for image in ("a", "b"):
+        add("bicubic", image, "clean", 0.9, 25.0)
+        add("model", image, "clean", 0.95, 27.0 if image == "a" else 29.0)
+        for s in range(1, 6):
+            add("bicubic", image, f"src/gaussian_noise/{s}", 0.9 - 0.1 * s)
+            add("bicubic", image, f"src/contrast/{s}", 0.8)
+            add("model", image, f"src/gaussian_noise/{s}", 0.95 - 0.05 * s)
+            add("model", image, f"src/contrast/{s}", 0.8 if image == "a" else 0.6)
+    return pd.DataFrame(rows)
+
+
+def test_mce_and_relative_mce_equal_a_hand_computation():
+    from robustsr_bench import sr_c
+
+    scores, families, severities = sr_c.score_models(_synthetic_records())
+    assert families == ["contrast", "gaussian_noise"] and severities == [1, 2, 3, 4, 5]
+    got = {s.model: s for s in scores}
+    # gaussian_noise: model sum of errors 0.25 + 0.75 = 1.0, bicubic 0.5 + 1.5 = 2.0 -> CE 50 %;
+    #   drops from clean 1.0 - 5 * 0.05 = 0.75 vs 2.0 - 5 * 0.1 = 1.5 -> relative CE 50 %.
+    # contrast: model 5 * 0.3 = 1.5 vs bicubic 5 * 0.2 = 1.0 -> CE 150 %;
+    #   drops 1.5 - 0.25 = 1.25 vs 1.0 - 0.5 = 0.5 -> relative CE 250 %.
+    model = got["model"]
+    assert model.mce == pytest.approx((50 + 150) / 2)
+    assert model.rel_mce == pytest.approx((50 + 250) / 2)
+    assert model.worst_family == "contrast" and model.worst_ce == pytest.approx(150)
+    assert model.clean_psnr == pytest.approx(28.0)
+    assert got["bicubic"].mce == pytest.approx(100) and got["bicubic"].rel_mce == pytest.approx(100)
+    assert model.mce_ci[0] <= model.mce <= model.mce_ci[1]
+    assert model.mce_ci[1] > model.mce_ci[0]  # images differ on contrast: a real interval
+
+
+def test_report_section_writes_the_summary_table_and_curves(tmp_path):
+    from robustsr_bench import sr_c
+
+    text, files = sr_c.report_section(_synthetic_records(), tmp_path, draw=False)
+    assert "| model | 28.00 | 100.0 [" in text
+    names = sorted(p.name for p in files)
+    assert names == ["sr_c_curves.csv", "sr_c_summary.csv", "sr_c_summary.md"]
+    curve = (tmp_path / "tables" / "sr_c_curves.csv").read_text().splitlines()
+    assert "model,digital,contrast,0,ssim_y,0.9500" in curve
