@@ -35,7 +35,8 @@ from .errors import ConfigError
 
 GROUPS = ("noise", "blur", "digital", "weather", "pipelines")
 SEVERITY = "$severity"
-_FILE_KEYS = {"prefix", "description", "seed", "severities", "families", "how_chosen"}
+_FILE_KEYS = {"prefix", "description", "seed", "severities", "families", "how_chosen", "score"}
+SCORES = ("ce", "acceptance")  # mCE over severities, or SEAL's acceptance ratio per level
 _FAMILY_KEYS = {"group", "corruption", "before_downscale", "pipeline", "ops", "levels", "seed",
                 "description", "library"}
 
@@ -51,6 +52,10 @@ def expand_file(path: Path) -> dict[str, dict[str, Any]]:
     families = data.get("families")
     if not isinstance(families, dict) or not families:
         raise ConfigError(f"{path}: families: expected a mapping of family names to entries")
+    score = data.get("score", "ce")
+    if score not in SCORES:
+        raise ConfigError(f"{path}: score: {score!r} is not a score; expected one of "
+                          f"{', '.join(SCORES)}")
     severities = data.get("severities", [1, 2, 3, 4, 5])
     if not isinstance(severities, list) or not all(isinstance(s, int) for s in severities):
         raise ConfigError(f"{path}: severities: {severities!r} is not a list of integers")
@@ -71,7 +76,7 @@ def expand_file(path: Path) -> dict[str, dict[str, Any]]:
                 "description": _describe(entry, family, level),
                 "seed": seed, **ops,
                 "corruption": {"family": family, "group": group, "severity": level,
-                               "prefix": prefix, "file": str(path),
+                               "prefix": prefix, "file": str(path), "score": score,
                                "library": entry.get("library", _library(entry))}}
     return specs
 

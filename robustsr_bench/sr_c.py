@@ -50,6 +50,12 @@ def family_of(suite: str) -> dict[str, Any] | None:
         return None
 
 
+def _ce_family(suite: str) -> dict[str, Any] | None:
+    """``family_of`` for families scored by CE (not SEAL's acceptance sets)."""
+    info = family_of(suite)
+    return info if info and info.get("score", "ce") == "ce" else None
+
+
 @dataclass(frozen=True)
 class Scores:
     """One model's SR-C numbers (percent), with 95% bootstrap CIs."""
@@ -71,7 +77,7 @@ def error_cube(frame: pd.DataFrame, families: Sequence[str], severities: Sequenc
     """``(E[unit, family, severity], E_clean[unit], units)`` of one model's rows, where a unit is
     a (seed, image) pair and E = 1 - SSIM-Y; units missing any cell are dropped."""
     rows = frame[frame["metric"] == ERROR_METRIC].copy()
-    info = {s: family_of(s) for s in rows["suite"].unique()}
+    info = {s: _ce_family(s) for s in rows["suite"].unique()}
     rows["family"] = [info[s]["family"] if info[s] else None for s in rows["suite"]]
     rows["severity"] = [int(info[s]["severity"]) if info[s] else 0 for s in rows["suite"]]
     rows.loc[rows["suite"] == "clean", "family"] = "clean"
@@ -129,7 +135,7 @@ def model_label(method: str, ablation: str) -> str:
 def score_models(frame: pd.DataFrame) -> tuple[list[Scores], list[str], list[int]]:
     """SR-C scores of every (method, ablation) in ``frame`` (report records) that has the clean
     suite and every family suite bicubic has; bicubic itself scores 100 by construction."""
-    info = {s: family_of(s) for s in frame["suite"].unique()}
+    info = {s: _ce_family(s) for s in frame["suite"].unique()}
     fam_rows = frame[[bool(info[s]) for s in frame["suite"]]]
     base_rows = frame[frame["method"] == BASELINE]
     if fam_rows.empty or base_rows.empty:
@@ -167,7 +173,7 @@ def score_models(frame: pd.DataFrame) -> tuple[list[Scores], list[str], list[int
 
 def curves(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean of each curve metric per model, family and severity (severity 0 = clean)."""
-    info = {s: family_of(s) for s in frame["suite"].unique()}
+    info = {s: _ce_family(s) for s in frame["suite"].unique()}
     wanted = np.array([bool(info[s]) or s == "clean" for s in frame["suite"]], dtype=bool)
     rows = frame[frame["metric"].isin(CURVE_METRICS).to_numpy() & wanted]
     if rows.empty:
@@ -183,6 +189,61 @@ def curves(frame: pd.DataFrame) -> pd.DataFrame:
         out += [(rec.model, g, f, s, rec.metric, rec.value) for g, f, s in targets]
     return pd.DataFrame(out, columns=["model", "group", "family", "severity", "metric", "value"]) \
         .sort_values(["group", "family", "model", "metric", "severity"], kind="stable")
+
+
+ACCEPTANCE_LINES = (("bicubic", ""), ("esrgan", ""))  # SEAL's acceptance lines, ours
+
+
+def acceptance_ratios(frame: pd.DataFrame, metric: str = "psnr_y", resamples: int = RESAMPLES,
+                      seed: int = 0) -> pd.DataFrame:
+    """SEAL's acceptance ratio: per model and acceptance line (bicubic; the clean ESRGAN model),
+    the share of the acceptance set's degradations (``score: acceptance`` families, e.g. seal/*)
+    on which the model's mean ``metric`` beats the line's, with a paired bootstrap CI over
+    (seed, image) units. Columns: model, line, ar, lo, hi, degradations."""
+    suites = sorted({s for s in frame["suite"].unique()
+                     if (family_of(s) or {}).get("score") == "acceptance"})
+    columns = ["model", "line", "ar", "lo", "hi", "degradations"]
+    rows = frame[frame["suite"].isin(suites) & (frame["metric"] == metric)]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    table = rows.pivot_table(index=["method", "ablation", "seed", "image"], columns="suite",
+                             values="value", aggfunc="mean").dropna()
+    out = []
+    rng = np.random.default_rng(seed)
+    for line in ACCEPTANCE_LINES:
+        if line not in table.droplevel(["seed", "image"]).index:
+            continue
+        base = table.loc[line].groupby("image").mean()
+        for (method, ablation), own in table.groupby(level=["method", "ablation"]):
+            if (method, ablation) == line:
+                continue
+            own = own.droplevel(["method", "ablation"])
+            images = [i for i in own.index.get_level_values("image") if i in base.index]
+            if not images:
+                continue
+            m = own[own.index.get_level_values("image").isin(base.index)].to_numpy()
+            b = base.loc[images].to_numpy()
+            ar = float(np.mean(m.mean(0) > b.mean(0)))
+            draws = []
+            for _ in range(resamples):
+                idx = rng.integers(0, len(m), len(m))
+                draws.append(np.mean(m[idx].mean(0) > b[idx].mean(0)))
+            lo, hi = np.percentile(draws, [(1 - CI) / 2 * 100, (1 + CI) / 2 * 100])
+            out.append((model_label(method, ablation), model_label(*line), ar, float(lo),
+                        float(hi), len(suites)))
+    return pd.DataFrame(out, columns=columns)
+
+
+def acceptance_markdown(ar: pd.DataFrame) -> str:
+    if ar.empty:
+        return ""
+    lines = ["| Model | acceptance line | AR % [95% CI] | degradations |", "|---|---|---|---|"]
+    lines += [f"| {r.model} | {r.line} | {100 * r.ar:.0f} [{100 * r.lo:.0f}, {100 * r.hi:.0f}] "
+              f"| {r.degradations} |" for r in ar.itertuples()]
+    lines += ["", "AR (SEAL, ICLR 2024): share of the frozen representative Real-ESRGAN "
+              "degradations (configs/families/seal.yaml) on which the model's mean PSNR-Y beats "
+              "the acceptance line's; CI: paired bootstrap over (seed, image) units.", ""]
+    return "\n".join(lines)
 
 
 def summary_markdown(scores: Sequence[Scores], families: Sequence[str],
@@ -244,7 +305,7 @@ def report_section(frame: pd.DataFrame, out: Path, draw: bool = True) \
 
     scores, families, severities = score_models(frame)
     curve = curves(frame)
-    if curve.empty:
+    if curve.empty and not any(family_of(s) for s in frame["suite"].unique()):
         return "", []
     seen = seen_in_training(frame, families)
     written = []
@@ -259,6 +320,12 @@ def report_section(frame: pd.DataFrame, out: Path, draw: bool = True) \
     else:
         lines += ["No SR-C score: bicubic has no complete set of family suites in these records.",
                   ""]
+    ar = acceptance_ratios(frame)
+    if not ar.empty:
+        md = acceptance_markdown(ar)
+        atomic_write_text(out / "tables" / "sr_c_acceptance.md", md)
+        written.append(out / "tables" / "sr_c_acceptance.md")
+        lines += ["### SEAL acceptance ratio", "", md]
     atomic_write_text(out / "tables" / "sr_c_curves.csv",
                       curve.to_csv(index=False, lineterminator="\n", float_format="%.4f"))
     written.append(out / "tables" / "sr_c_curves.csv")

@@ -161,3 +161,38 @@ def test_report_section_writes_the_summary_table_and_curves(tmp_path):
     assert names == ["sr_c_curves.csv", "sr_c_summary.csv", "sr_c_summary.md"]
     curve = (tmp_path / "tables" / "sr_c_curves.csv").read_text().splitlines()
     assert "model,digital,contrast,0,ssim_y,0.9500" in curve
+
+
+# --------------------------------------------------------------------------- SEAL-style set
+
+
+def test_seal_set_is_the_frozen_kmeans_choice_of_concrete_pipelines():
+    from robustsr_bench.data import seal
+
+    path = registry.configs_dir() / "families" / "seal.yaml"
+    assert path.read_text() == seal.family_yaml()  # regenerating gives the committed file
+    levels = [n for n in registry.names_in("suites") if n.startswith("seal/")]
+    assert len(levels) >= 20
+    for name in levels:
+        for op in suite_ops(name):
+            assert not any(isinstance(v, list) for v in op.values()), (name, op)  # no ranges
+
+
+def test_acceptance_ratio_counts_degradations_beaten_with_a_ci():
+    import pandas as pd
+
+    from robustsr_bench import sr_c
+
+    rows = []
+    for k in range(1, 25):
+        for image in ("a", "b"):
+            for method, value in (("bicubic", 25.0), ("esrgan", 26.0),
+                                  ("model", 27.0 if k <= 6 else 24.0)):
+                rows.append({"method": method, "ablation": "", "seed": 0, "image": image,
+                             "suite": f"seal/realesrgan/{k}", "metric": "psnr_y", "value": value})
+    ar = sr_c.acceptance_ratios(pd.DataFrame(rows), resamples=50).set_index(["model", "line"])
+    assert ar.loc[("model", "bicubic"), "ar"] == pytest.approx(6 / 24)
+    assert ar.loc[("model", "esrgan"), "ar"] == pytest.approx(6 / 24)
+    assert ar.loc[("esrgan", "bicubic"), "ar"] == 1.0
+    assert ("esrgan", "esrgan") not in ar.index
+    assert ar.loc[("model", "bicubic"), "degradations"] == 24
