@@ -195,7 +195,8 @@ def _named_yaml(kind: str, folder: str, name: str) -> dict[str, Any]:
 
     path = find_config(folder, safe_name(name, kind + ' name'))
     if path is None:
-        raise unknown(kind, name, names_in(folder))
+        extra = sorted(_prefixes()) if folder == "suites" else []  # not 150 family suites
+        raise unknown(kind, name, [*layered_files(folder), *extra])
     return read_yaml(path)
 
 
@@ -214,7 +215,13 @@ def suite(name: str) -> dict[str, Any]:
     if "/" in name:
         generated = family_suites()
         if name not in generated:
-            raise unknown("suite", name, names_in("suites"))
+            if ".." in name or name.startswith("/"):
+                from .results import safe_name  # lazy: results imports pandas
+
+                safe_name(name, "suite name")  # raises: a path, not a family suite
+            prefix = name.split("/", 1)[0] + "/"
+            families = {s.rsplit("/", 1)[0] + "/*" for s in generated if s.startswith(prefix)}
+            raise unknown("suite", name, sorted(families) or sorted(_prefixes()))
         return dict(generated[name])
     return _named_yaml("suite", "suites", name)
 

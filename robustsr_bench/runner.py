@@ -20,6 +20,7 @@ from methods.base import Method
 from . import __version__, distributed, registry, weights
 from .config import config_hash, flatten, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on
+from .data.suites import check_suite
 from .errors import ConfigError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
@@ -109,7 +110,7 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         return run
     method = registry.method_spec(cfg.method).load_adapter()
     for suite in cfg.eval.suites:  # a misspelt suite fails now, not after hours of training
-        registry.suite(suite)
+        check_suite(suite)
     paths = weights.require(needed_weights(cfg, method))
     init_g, init_from = initial_generator(cfg, method, root)
     group = distributed.current()  # several ranks train; rank 0 alone writes and evaluates

@@ -25,7 +25,8 @@ NON_MONOTONE = {"glass_blur", "frost", "fog", "saturate", "zoom_blur", "spatter"
 def _families() -> dict[str, list[str]]:
     fams: dict[str, list[str]] = {}
     for name, spec in registry.family_suites().items():
-        fams.setdefault(spec["corruption"]["family"], []).append(name)
+        if spec["corruption"]["prefix"] == "src":
+                fams.setdefault(spec["corruption"]["family"], []).append(name)
     return {f: sorted(n, key=lambda s: int(s.rsplit("/", 1)[1])) for f, n in fams.items()}
 
 
@@ -196,3 +197,87 @@ def test_acceptance_ratio_counts_degradations_beaten_with_a_ci():
     assert ar.loc[("esrgan", "bicubic"), "ar"] == 1.0
     assert ("esrgan", "esrgan") not in ar.index
     assert ar.loc[("model", "bicubic"), "degradations"] == 24
+
+
+# --------------------------------------------------------------------------- user config folders
+
+
+def _user_folder(root, suite_text: str):
+    (root / "suites").mkdir(parents=True)
+    (root / "suites" / "my_noise.yaml").write_text(suite_text)
+    return root
+
+
+def test_a_suite_in_a_configs_folder_is_listed_and_used(tmp_path, capsys, monkeypatch):
+    import json
+
+    from robustsr_bench.cli import main
+
+    monkeypatch.delenv("ROBUSTSR_CONFIGS", raising=False)
+    user = _user_folder(tmp_path / "mine", "description: my own noise\nseed: 3\nops:\n"
+                        "  - {op: downscale}\n  - {op: corrupt, name: shot_noise, severity: 2}\n")
+    assert main(["list", "suites", "--configs", str(user)]) == 0
+    listed = capsys.readouterr().out
+    assert "my_noise" in listed and "my own noise" in listed and "src/fog/5" in listed
+    work = tmp_path / "work"
+    assert main(["run", "--method", "bicubic", "--configs", str(user), "--workdir", str(work),
+                 "--set", "eval.suites=[my_noise]", "--set", "eval.save_images=[]"]) == 0
+    summary = json.loads(next(work.glob("runs/bicubic-*/summary.json")).read_text())
+    assert summary["suites"] == ["my_noise"] and "my_noise" in summary["means"]
+    assert any((work / "cache" / "suites").glob("my_noise-x4-*/lr/astronaut.png"))
+
+
+def test_a_malformed_user_suite_fails_in_one_line_naming_file_and_field(tmp_path, capsys,
+                                                                         monkeypatch):
+    from robustsr_bench.cli import main
+
+    monkeypatch.delenv("ROBUSTSR_CONFIGS", raising=False)
+    user = _user_folder(tmp_path / "mine", "ops:\n  - {op: downscale}\n"
+                        "  - {op: corrupt, name: shot_noise, severty: 2}\n")
+    code = main(["run", "--method", "bicubic", "--configs", str(user), "--workdir",
+                 str(tmp_path / "work"), "--set", "eval.suites=[my_noise]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and "my_noise.yaml: ops[1] (corrupt): unknown field " \
+        "'severty'" in err[-1]
+    assert not (tmp_path / "work" / "runs").exists()  # refused before anything was written
+
+
+def test_configs_folders_layer_over_the_builtins_and_report_shadowing_once(tmp_path, monkeypatch,
+                                                                          caplog):
+    import os
+
+    first = _user_folder(tmp_path / "a", "description: first\nops: [{op: downscale}]\n")
+    second = tmp_path / "b"
+    (second / "suites").mkdir(parents=True)
+    (second / "suites" / "my_noise.yaml").write_text("description: second\nops: [{op: downscale}]\n")
+    (second / "suites" / "clean.yaml").write_text("description: my clean\nops: [{op: downscale}]\n")
+    monkeypatch.setenv("ROBUSTSR_CONFIGS", os.pathsep.join([str(first), str(second)]))
+    with caplog.at_level("WARNING", logger="robustsr_bench"):
+        assert registry.suite("my_noise")["description"] == "first"
+        assert registry.suite("clean")["description"] == "my clean"
+        registry.names_in("suites")
+    shadows = [r.message for r in caplog.records if "shadows the built-in" in r.message]
+    assert len(shadows) == 1 and "suites/clean.yaml" in shadows[0]
+    assert "jpeg" in registry.names_in("suites")  # built-ins stay visible
+
+
+def test_a_user_op_registers_without_editing_the_package():
+    from robustsr_bench.data import degradations
+
+    def invert(x, op, ctx):
+        return 1.0 - x
+
+    degradations.register_op("test_invert", invert)
+    hr = torch_ones()
+    lr = degradations.apply_ops(hr, [{"op": "downscale"}, {"op": "test_invert"}], 4,
+                                np.random.default_rng(0))
+    assert float(lr.max()) == 0.0
+    with pytest.raises(ConfigError, match="built in"):
+        degradations.register_op("noise", invert)
+
+
+def torch_ones():
+    import torch
+
+    return torch.ones(1, 3, 32, 32)

@@ -24,7 +24,7 @@ import numpy as np
 from .. import registry
 from ..errors import ConfigError, DataError
 from ..results import atomic_write_text
-from .degradations import apply_ops, mod_crop, realesrgan_ops
+from .degradations import apply_ops, mod_crop, realesrgan_ops, validate_ops
 from .io import load_image, save_image, to_tensor
 
 FORMAT_VERSION = 1
@@ -46,9 +46,26 @@ def suite_ops(name: str) -> list[dict]:
     if ops == "realesrgan":
         return realesrgan_ops(float(spec.get("level", 1.0)))
     if not isinstance(ops, list) or not ops:
-        raise ConfigError(f"suite '{name}': 'ops' must be a list of degradation steps or "
+        raise ConfigError(f"{suite_source(name)}: ops: must be a list of degradation steps or "
                           f"'realesrgan'")
     return ops
+
+
+def suite_source(name: str) -> str:
+    """The file that defines suite ``name`` (a suite YAML or a family file), for messages."""
+    block = registry.suite(name).get("corruption")
+    if block:
+        return f"{block['file']} (suite {name})"
+    return str(registry.find_config("suites", name) or f"suite '{name}'")
+
+
+def check_suite(name: str) -> None:
+    """Refuse an unknown suite or one with a malformed op, in one line naming its file and
+    field, before any training starts."""
+    spec = registry.suite(name)
+    if spec.get("dataset") or spec.get("lr_dir"):
+        return
+    validate_ops(suite_ops(name), f"{suite_source(name)}: ops")
 
 
 def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Path:
