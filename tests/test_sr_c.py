@@ -167,7 +167,7 @@ def test_report_section_writes_the_summary_table_and_curves(tmp_path):
 # --------------------------------------------------------------------------- SEAL-style set
 
 
-def test_seal_set_is_the_frozen_kmeans_choice_of_concrete_pipelines():
+def test_seal_set_is_the_frozen_kmeans_choice_of_concrete_pipelines(hr):
     from robustsr_bench.data import seal
 
     path = registry.configs_dir() / "families" / "seal.yaml"
@@ -177,6 +177,7 @@ def test_seal_set_is_the_frozen_kmeans_choice_of_concrete_pipelines():
     for name in levels:
         for op in suite_ops(name):
             assert not any(isinstance(v, list) for v in op.values()), (name, op)  # no ranges
+        np.testing.assert_array_equal(_lr(hr, name), _lr(hr, name), err_msg=name)
 
 
 def test_acceptance_ratio_counts_degradations_beaten_with_a_ci():
@@ -281,3 +282,30 @@ def torch_ones():
     import torch
 
     return torch.ones(1, 3, 32, 32)
+
+
+def test_ops_of_the_entry_point_group_are_loaded_when_first_named(monkeypatch):
+    from importlib import metadata
+
+    from robustsr_bench.data import degradations
+
+    def darken(x, op, ctx):
+        return x * float(op["factor"])
+
+    darken.required_fields = ("factor",)
+
+    class EntryPoint:
+        name = "test_darken"
+
+        def load(self):
+            return darken
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [EntryPoint()]
+                        if group == degradations.OP_ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(degradations, "_ENTRY_POINTS_LOADED", [])
+    lr = degradations.apply_ops(torch_ones(), [{"op": "downscale"},
+                                               {"op": "test_darken", "factor": 0.5}], 4,
+                                np.random.default_rng(0))
+    assert float(lr.max()) == pytest.approx(0.5, abs=1 / 255)
+    with pytest.raises(ConfigError, match=r"\(test_darken\): missing field 'factor'"):
+        degradations.validate_ops([{"op": "test_darken"}])
