@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import registry
+from .errors import UserError
 
 BASELINE = "bicubic"
 ERROR_METRIC = "ssim_y"
@@ -46,7 +47,7 @@ def family_of(suite: str) -> dict[str, Any] | None:
         return None
     try:
         return registry.suite(suite).get("corruption")
-    except Exception:  # a suite whose family file is gone: not part of SR-C any more
+    except UserError:  # a suite whose family file is gone: not part of SR-C any more
         return None
 
 

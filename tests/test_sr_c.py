@@ -63,7 +63,8 @@ def test_every_family_and_severity_is_deterministic_and_leaves_global_rng_alone(
         for suite in names:
             np.testing.assert_array_equal(_lr(hr, suite), _lr(hr, suite), err_msg=suite)
     assert np.random.random() == before  # the library's np.random use was restored
-    assert not np.array_equal(_lr(hr, "src/gaussian_noise/3", 0), _lr(hr, "src/gaussian_noise/3", 1))
+    noise = "src/gaussian_noise/3"
+    assert not np.array_equal(_lr(hr, noise, 0), _lr(hr, noise, 1))
 
 
 def test_lr_psnr_against_clean_lr_decreases_with_severity(hr):
@@ -109,7 +110,7 @@ def suite_ops_checked(name: str) -> None:
 # --------------------------------------------------------------------------- scores
 
 
-def _synthetic_records() -> "pd.DataFrame":
+def _synthetic_records():
     """Two images, two families: bicubic SSIM 0.9 clean; gaussian_noise 0.9 - 0.1 s; contrast
     0.8 flat. The model: 0.95 clean; gaussian_noise 0.95 - 0.05 s; contrast 0.8 on image a and
     0.6 on image b (mean error 0.3)."""
@@ -251,7 +252,8 @@ def test_configs_folders_layer_over_the_builtins_and_report_shadowing_once(tmp_p
     first = _user_folder(tmp_path / "a", "description: first\nops: [{op: downscale}]\n")
     second = tmp_path / "b"
     (second / "suites").mkdir(parents=True)
-    (second / "suites" / "my_noise.yaml").write_text("description: second\nops: [{op: downscale}]\n")
+    (second / "suites" / "my_noise.yaml").write_text("description: second\n"
+                                                     "ops: [{op: downscale}]\n")
     (second / "suites" / "clean.yaml").write_text("description: my clean\nops: [{op: downscale}]\n")
     monkeypatch.setenv("ROBUSTSR_CONFIGS", os.pathsep.join([str(first), str(second)]))
     with caplog.at_level("WARNING", logger="robustsr_bench"):

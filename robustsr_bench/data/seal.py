@@ -26,8 +26,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from .degradations import RESIZE_MODES, _draw, _draw_int, _draw_mode, _resize_factor, \
-    parse_number, realesrgan_ops
+from .degradations import (
+    RESIZE_MODES,
+    _draw,
+    _draw_int,
+    _draw_mode,
+    _resize_factor,
+    parse_number,
+    realesrgan_ops,
+)
 
 SAMPLES = 4000
 CLUSTERS = 24
@@ -57,7 +64,8 @@ def freeze(ops: Sequence[Mapping[str, Any]], rng: np.random.Generator) -> list[d
                         "mode": _draw_mode(op.get("mode", "bicubic"), rng),
                         "base": op.get("base", "input")})
         elif kind == "resize_to_target":
-            out.append({"op": "resize_to_target", "mode": _draw_mode(op.get("mode", RESIZE_MODES), rng)})
+            mode = _draw_mode(op.get("mode", RESIZE_MODES), rng)
+            out.append({"op": "resize_to_target", "mode": mode})
         elif kind in ("noise", "poisson"):
             field = "sigma" if kind == "noise" else "scale"
             value = _draw(op[field], rng)
