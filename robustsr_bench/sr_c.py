@@ -167,8 +167,9 @@ def score_models(frame: pd.DataFrame) -> tuple[list[Scores], list[str], list[int
         ci_m, ci_rel = bootstrap_mce(cube, clean, b_img, b_img_clean)
         psnr = rows[(rows["suite"] == "clean") & (rows["metric"] == "psnr_y")]["value"].mean()
         worst = int(np.argmax(ce))
+        name = families[worst] if method != BASELINE else "-"  # bicubic: 100 everywhere
         out.append(Scores(model_label(method, ablation), float(psnr), m, ci_m, rel, ci_rel,
-                          families[worst], float(ce[worst]), len(families), len(keep)))
+                          name, float(ce[worst]), len(families), len(keep)))
     return out, families, severities
 
 
@@ -298,12 +299,36 @@ def seen_in_training(frame: pd.DataFrame, families: Sequence[str]) -> dict[str, 
     return out
 
 
-def report_section(frame: pd.DataFrame, out: Path, draw: bool = True) \
+def per_image_records(shown: pd.DataFrame) -> pd.DataFrame:
+    """The per-image rows (``metrics.csv``) of the runs the report shows, for family suites and
+    clean only: the report's records are per-run means, the bootstrap needs images."""
+    keep = {s for s in shown["suite"].unique() if s == "clean" or family_of(s)}
+    runs = shown[shown["suite"].isin(keep)].drop_duplicates("path")
+    parts = []
+    for run in runs.itertuples():
+        metrics = pd.read_csv(Path(run.path) / "metrics.csv")
+        if "image" not in metrics.columns:
+            continue
+        metrics = metrics[metrics["suite"].isin(keep)]
+        parts.append(metrics.assign(method=run.method, ablation=run.ablation or "",
+                                    seed=int(run.seed), path=run.path,
+                                    value=pd.to_numeric(metrics["value"], errors="coerce")))
+    columns = ["method", "ablation", "seed", "suite", "image", "metric", "value", "path"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns].dropna(subset=["value"])
+
+
+def report_section(shown: pd.DataFrame, out: Path, draw: bool = True) \
         -> tuple[str, list[Path]]:
-    """The report's SR-C section (README markdown) and the text files it wrote; empty when
-    the records hold no family suites. Called once from ``report.write_report``."""
+    """The report's SR-C section (README markdown) and the text files it wrote, from the runs
+    the report shows; empty when they hold no family suites. Called once from
+    ``report.write_report``."""
     from .results import atomic_write_text
 
+    frame = shown if "image" in shown.columns else per_image_records(shown)
+    if frame.empty:
+        return "", []
     scores, families, severities = score_models(frame)
     curve = curves(frame)
     if curve.empty and not any(family_of(s) for s in frame["suite"].unique()):
