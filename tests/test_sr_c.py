@@ -311,3 +311,22 @@ def test_ops_of_the_entry_point_group_are_loaded_when_first_named(monkeypatch):
     assert float(lr.max()) == pytest.approx(0.5, abs=1 / 255)
     with pytest.raises(ConfigError, match=r"\(test_darken\): missing field 'factor'"):
         degradations.validate_ops([{"op": "test_darken"}])
+
+
+def test_report_section_reads_per_image_rows_of_the_shown_runs(tmp_path):
+    """The report's records are per-run means; the section reads each run's metrics.csv."""
+    import pandas as pd
+
+    from robustsr_bench import sr_c
+
+    per_image = _synthetic_records()
+    shown = []
+    for method, rows in per_image.groupby("method"):
+        run = tmp_path / "runs" / method
+        run.mkdir(parents=True)
+        rows.drop(columns=["method", "ablation", "seed", "path"]).to_csv(run / "metrics.csv",
+                                                                         index=False)
+        means = rows.groupby(["suite", "metric"], as_index=False)["value"].mean()
+        shown.append(means.assign(method=method, ablation="", seed=0, path=str(run)))
+    text, _ = sr_c.report_section(pd.concat(shown), tmp_path / "out", draw=False)
+    assert "| model | 28.00 | 100.0 [" in text and "| bicubic | 25.00 | 100.0 [" in text
