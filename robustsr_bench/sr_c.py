@@ -326,6 +326,8 @@ def report_section(shown: pd.DataFrame, out: Path, draw: bool = True) \
     ``report.write_report``."""
     from .results import atomic_write_text
 
+    if not any(family_of(s) for s in shown["suite"].unique()):
+        return "", []  # no SR-C suite shown: read nothing
     frame = shown if "image" in shown.columns else per_image_records(shown)
     if frame.empty:
         return "", []
