@@ -7,6 +7,10 @@ entry-point group ``robustsr_bench.methods``; such an adapter may carry its YAML
 ``config_file`` class attribute.
 
 Every unknown name raises one :class:`ConfigError` line that lists the valid names.
+
+Config folders are layered: ``--configs DIR`` / ``$ROBUSTSR_CONFIGS`` folders first, then the
+built-in ``configs/`` (:func:`config_dirs`). Family files (``families/*.yaml``,
+:mod:`robustsr_bench.families`) add generated suites named ``<prefix>/<family>/<severity>``.
 """
 
 from __future__ import annotations
