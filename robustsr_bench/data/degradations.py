@@ -619,6 +619,26 @@ def _run_corrupt(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return corrupt_batch(x, str(op["name"]), int(op["severity"]), ctx.rng)
 
 
+def webp(x: Tensor, quality: int) -> Tensor:
+    """WebP artefacts: an OpenCV (libwebp) encode/decode round trip at ``quality`` (1-100).
+    imagecorruptions has JPEG only; the codec itself is libwebp's, nothing is re-implemented."""
+    u8 = (x.detach().clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    out = []
+    for img in u8:
+        bgr = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".webp", bgr, [int(cv2.IMWRITE_WEBP_QUALITY), int(quality)])
+        if not ok:
+            raise RuntimeError(f"OpenCV failed to WebP-encode an image of shape {img.shape}")
+        out.append(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x) / 255.0
+
+
+def _run_webp(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
+    return webp(x, _draw_int(op["quality"], ctx.rng))
+
+
+_SPECS["webp"] = _Spec({"quality": _number(1, 100, integer=True)}, dict(_PROB))
+_RUN["webp"] = _run_webp
 _SPECS["corrupt"] = _Spec({"name": _check_corruption,
                            "severity": _number(1, 5, integer=True)}, dict(_PROB))
 _RUN["corrupt"] = _run_corrupt
