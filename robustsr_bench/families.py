@@ -98,6 +98,10 @@ def _levels(entry: dict, severities: list[int], where: str) -> dict[int, dict[st
         levels = entry["levels"]
         if not isinstance(levels, dict) or not levels:
             raise ConfigError(f"{where}.levels: expected a mapping of severity to an ops list")
+        bad = [k for k in levels if not isinstance(k, int) or k < 1]
+        if bad:
+            raise ConfigError(f"{where}.levels: {bad[0]!r} is not a severity; expected integers "
+                              f">= 1 as keys")
         return {int(k): {"ops": v} for k, v in levels.items()}
     if kind == "pipeline":
         if entry["pipeline"] != "realesrgan":
