@@ -181,7 +181,30 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(spandrel) on the profile's suites; a run record for report"))
     _bench_args(sub.add_parser("bench", help="time every method's training step relative to "
                                "clean ESRGAN, memory, inference MP/s, loader images/s"))
+    for command in sub.choices.values():
+        command.add_argument("--configs", action="append", default=[], metavar="DIR",
+                             help="a folder with your own suites/, sweeps/, methods/, "
+                                  "families/ *.yaml, searched before the built-in configs "
+                                  "(repeatable; also $ROBUSTSR_CONFIGS, os.pathsep-separated)")
     return parser
+
+
+def _use_configs(folders: Sequence[str]) -> None:
+    """Put ``--configs`` folders in front of ``$ROBUSTSR_CONFIGS``, where the registry (and any
+    job a launcher starts) looks for user configs."""
+    import os
+    from pathlib import Path
+
+    from .registry import CONFIGS_ENV
+
+    for folder in folders:
+        if not Path(folder).expanduser().is_dir():
+            raise UserError(f"--configs {folder}: not a folder; expected a folder holding "
+                            f"suites/, sweeps/, methods/ or families/")
+    current = [p for p in os.environ.get(CONFIGS_ENV, "").split(os.pathsep) if p]
+    absolute = [str(Path(f).expanduser().resolve()) for f in folders]
+    if absolute:
+        os.environ[CONFIGS_ENV] = os.pathsep.join(absolute + current)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -324,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        _use_configs(args.configs)
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

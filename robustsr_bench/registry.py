@@ -8,12 +8,17 @@ entry-point group ``robustsr_bench.methods``; such an adapter may carry its YAML
 ``config_file`` class attribute.
 
 Every unknown name raises one :class:`ConfigError` line that lists the valid names.
+
+Config folders are layered: ``--configs DIR`` / ``$ROBUSTSR_CONFIGS`` folders first, then the
+built-in ``configs/`` (:func:`config_dirs`). Family files (``families/*.yaml``,
+:mod:`robustsr_bench.families`) add generated suites named ``<prefix>/<family>/<severity>``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.resources
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -38,20 +43,59 @@ from .files import safe_name
 ENTRY_POINT_GROUP = "robustsr_bench.methods"
 
 
+CONFIGS_ENV = "ROBUSTSR_CONFIGS"
+log = logging.getLogger("robustsr_bench")
+
+
 def configs_dir() -> Path:
-    """``$ROBUSTSR_CONFIGS`` or the ``configs/`` shipped inside the package.
+    """The built-in ``configs/`` shipped inside the package (user folders are layered over it:
+    :func:`config_dirs`).
 
     The package's ``configs`` is package data (in the source tree a link to the repository's
     top-level ``configs/``), so a wheel installed anywhere finds its profiles and suites.
     """
-    env = os.environ.get("ROBUSTSR_CONFIGS")
-    if env:
-        return Path(env)
     shipped = importlib.resources.files("robustsr_bench") / "configs"
     if not isinstance(shipped, Path):  # a zip import: the YAML files need a real folder
         raise ConfigError("robustsr_bench is installed as a zip; set ROBUSTSR_CONFIGS to a "
                           "copy of its configs/ folder")
     return shipped
+
+
+# --------------------------------------------------------------------------- user config layers
+# ``--configs DIR`` / ``$ROBUSTSR_CONFIGS`` (several folders, os.pathsep-separated, first wins)
+# are searched before the built-in folder, file by file: a user's suites/x.yaml adds suite x (or
+# shadows the built-in x, reported once) without a copy of the package's configs/.
+
+
+def config_dirs() -> list[Path]:
+    """The user folders of ``$ROBUSTSR_CONFIGS`` (first wins), then the built-in folder."""
+    users = [Path(p).expanduser() for p in os.environ.get(CONFIGS_ENV, "").split(os.pathsep) if p]
+    builtin = configs_dir()
+    return [d for d in users if d.resolve() != builtin.resolve()] + [builtin]
+
+
+_SHADOW_REPORTED: set[tuple[str, str]] = set()
+
+
+def layered_files(folder: str) -> dict[str, Path]:
+    """``<name> -> path`` of every ``<layer>/<folder>/*.yaml``; a user's file shadowing a
+    built-in one is logged once per process."""
+    found: dict[str, Path] = {}
+    for layer in config_dirs():
+        for path in sorted((layer / folder).glob("*.yaml")):
+            if path.stem not in found:
+                found[path.stem] = path
+            elif (layer == configs_dir() and (folder, path.stem) not in _SHADOW_REPORTED
+                  and found[path.stem].read_bytes() != path.read_bytes()):
+                _SHADOW_REPORTED.add((folder, path.stem))
+                log.warning("%s shadows the built-in %s/%s.yaml", found[path.stem], folder,
+                            path.stem)
+    return found
+
+
+def find_config(folder: str, name: str) -> Path | None:
+    """The file that defines ``name`` in ``folder`` (first layer that has it), else None."""
+    return layered_files(folder).get(name)
 
 
 def unknown(kind: str, name: str, valid: Sequence[str]) -> ConfigError:
@@ -157,34 +201,36 @@ def _entry_point_specs() -> dict[str, MethodSpec]:
 
 
 @lru_cache(maxsize=None)
-def _all_specs(root: Path) -> dict[str, MethodSpec]:
-    specs = {p.stem: _parse_spec(p.stem, read_yaml(p), str(p))
-             for p in sorted((root / "methods").glob("*.yaml"))}
+def _all_specs(dirs: tuple[Path, ...]) -> dict[str, MethodSpec]:
+    specs = {name: _parse_spec(name, read_yaml(p), str(p))
+             for name, p in sorted(layered_files("methods").items())}
     for name, spec in _entry_point_specs().items():
         specs.setdefault(name, spec)
     return specs
 
 
 def method_names() -> list[str]:
-    return sorted(_all_specs(configs_dir()))
+    return sorted(_all_specs(tuple(config_dirs())))
 
 
 def method_spec(name: str) -> MethodSpec:
-    specs = _all_specs(configs_dir())
+    specs = _all_specs(tuple(config_dirs()))
     if name not in specs:
         raise unknown("method", name, list(specs))
     return specs[name]
 
 
 def _named_yaml(kind: str, folder: str, name: str) -> dict[str, Any]:
-    path = configs_dir() / folder / f"{safe_name(name, kind + ' name')}.yaml"
-    if not path.is_file():
-        raise unknown(kind, name, names_in(folder))
+    path = find_config(folder, safe_name(name, kind + ' name'))
+    if path is None:
+        extra = sorted(_prefixes()) if folder == "suites" else []  # not 150 family suites
+        raise unknown(kind, name, [*layered_files(folder), *extra])
     return read_yaml(path)
 
 
 def names_in(folder: str) -> list[str]:
-    return sorted(p.stem for p in (configs_dir() / folder).glob("*.yaml"))
+    names = sorted(layered_files(folder))
+    return names + list(family_suites()) if folder == "suites" else names
 
 
 def profile(name: str) -> dict[str, Any]:
@@ -192,7 +238,35 @@ def profile(name: str) -> dict[str, Any]:
 
 
 def suite(name: str) -> dict[str, Any]:
+    """A suite's spec: ``configs/suites/<name>.yaml``, or a generated family suite
+    ``<prefix>/<family>/<severity>`` (:mod:`robustsr_bench.families`)."""
+    if "/" in name:
+        generated = family_suites()
+        if name not in generated:
+            if ".." in name or name.startswith("/"):
+                safe_name(name, "suite name")  # raises: a path, not a family suite
+            prefix = name.split("/", 1)[0] + "/"
+            families = {s.rsplit("/", 1)[0] + "/*" for s in generated if s.startswith(prefix)}
+            raise unknown("suite", name, sorted(families) or sorted(_prefixes()))
+        return dict(generated[name])
     return _named_yaml("suite", "suites", name)
+
+
+def family_suites() -> dict[str, dict[str, Any]]:
+    """Every suite the family files (``families/*.yaml`` of every layer) generate, by name."""
+    files = layered_files("families").values()
+    return _family_suites(tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
+@lru_cache(maxsize=8)
+def _family_suites(files: tuple[tuple[Path, int, int], ...]) -> dict[str, dict[str, Any]]:
+    """Cached per (path, mtime, size): expanding is cheap, but suites are looked up per image."""
+    from .families import expand_file
+
+    specs: dict[str, dict[str, Any]] = {}
+    for path, _, _ in files:
+        specs.update(expand_file(path))
+    return specs
 
 
 def split_ablation(spec: MethodSpec, ablation: str) -> list[Ablation]:
@@ -226,7 +300,7 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
     base = typed_base(schema_for(getattr(adapter, "options", None)))
     prof = dict(profile(profile_name))
     prof.pop("description", None)
-    merge_layer(base, prof, str(configs_dir() / "profiles" / f"{profile_name}.yaml"))
+    merge_layer(base, prof, str(find_config("profiles", profile_name)))
     merge_layer(base, spec.config, spec.source)
     merge_layer(base, spec.profiles.get(profile_name) or {}, f"{spec.source} (profiles.{profile_name})")
     for abl in split_ablation(spec, ablation):
@@ -238,4 +312,27 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
     # post-merge: the dataset catalogue is data, which the config schema does not import
     check(cfg.data.train in ("embedded", "folder") or is_registered(cfg.data.train), "data.train",
           cfg.data.train, f"one of: embedded, folder, {', '.join(dataset_names())}")
+    cfg.eval.suites = expand_suites(cfg.eval.suites)
     return cfg
+
+
+def expand_suites(names: Sequence[str]) -> list[str]:
+    """``eval.suites`` with family patterns expanded: ``src/*`` (every SR-C suite),
+    ``src/gaussian_noise/*``; a pattern that matches nothing is an unknown suite."""
+    import fnmatch
+
+    out: list[str] = []
+    for name in names:
+        if "*" not in name:
+            out.append(name)
+            continue
+        found = [s for s in family_suites() if fnmatch.fnmatchcase(s, name)]
+        if not found:
+            raise ConfigError(f"eval.suites: pattern {name!r} matches no family suite; "
+                              f"family prefixes: {', '.join(sorted(_prefixes())) or '(none)'}")
+        out += [s for s in found if s not in out]
+    return list(dict.fromkeys(out))
+
+
+def _prefixes() -> set[str]:
+    return {name.split("/", 1)[0] + "/*" for name in family_suites()}

@@ -473,7 +473,9 @@ class ReportBuilder:
         self.records = records
         present = self.seeds["metric"].unique()
         self.metrics = list(options.metrics) or default_metrics(present)
-        shown = set(self.seeds["suite"])
+        from .sr_c import family_of  # SR-C family suites get their own section (sr_c.py)
+
+        shown = {s for s in self.seeds["suite"].unique() if not family_of(s)}
         self.levelled = [s for s in records.suites if severity(s) and s in shown]
         protocol = list(options.suites) or _profile_suites(options.profile)
         self.suites = [s for s in protocol or records.suites if s in shown
@@ -754,7 +756,11 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
             written.append(_write(Path(out) / "tables" / f"{table.name}{suffix}", text))
     written.append(_write(Path(out) / "records.csv", report.shown.drop(columns="path").to_csv(
         index=False, lineterminator="\n")))
-    written.append(_write(Path(out) / "README.md", readme(report, sections)))
+    from .sr_c import report_section
+
+    sr_c_text, sr_c_files = report_section(report.shown, Path(out), draw)
+    written += sr_c_files
+    written.append(_write(Path(out) / "README.md", readme(report, sections) + sr_c_text))
     if not report.tables:
         log.warning("no table could be built: no finished records match the filters")
     return written

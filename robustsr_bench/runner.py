@@ -20,7 +20,7 @@ from robustsr_bench.methods.base import Method
 from . import __version__, distributed, plan, registry, weights
 from .config import config_hash, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on
-from .data.suites import suite_crop
+from .data.suites import check_suite, suite_crop
 from .errors import ConfigError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
@@ -98,7 +98,8 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
 def preflight(cfg: Any) -> tuple[Method, dict[str, Path]]:
     """The run's adapter and pretrained files; unknown suites and missing files fail here."""
     method = registry.method_spec(cfg.method).load_adapter()
-    for suite in cfg.eval.suites:  # a misspelt suite or a bad crop fails now, not after training
+    for suite in cfg.eval.suites:  # a misspelt suite, a bad op or crop fails now, not after
+        check_suite(suite)         # hours of training
         suite_crop(suite, cfg.scale)
     return method, weights.require(needed_weights(cfg, method))
 

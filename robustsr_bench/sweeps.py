@@ -97,10 +97,10 @@ def sweep_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    path = registry.configs_dir() / "sweeps" / f"{name_or_path}.yaml"
-    if not path.is_file():
+    found = registry.find_config("sweeps", name_or_path)
+    if found is None:
         raise registry.unknown("sweep", name_or_path, registry.names_in("sweeps"))
-    return path
+    return found
 
 
 def _check_keys(data: Mapping[str, Any], valid: set[str], where: str) -> None:

@@ -324,6 +324,8 @@ def _validate_op(op: Any, where: str) -> None:
                           f"(one of {', '.join(_SPECS)})")
     name = op["op"]
     if name not in _SPECS:
+        load_entry_point_ops()
+    if name not in _SPECS:
         raise ConfigError(f"{where}: unknown op {name!r}; expected one of {', '.join(_SPECS)}")
     spec, here = _SPECS[name], f"{where} ({name})"
     valid = [*spec.required, *spec.optional]
@@ -504,7 +506,7 @@ def _blur(sigma: list[float], **extra: Any) -> dict[str, Any]:
     return {"op": "blur", "sigma": sigma, "sigma_y": sigma, "theta": [-math.pi, math.pi], **extra}
 
 
-def realesrgan_ops() -> list[dict[str, Any]]:
+def realesrgan_ops(level: float = 1.0) -> list[dict[str, Any]]:
     """One draw of Real-ESRGAN's second-order degradation (``train_realesrgan_x4plus.yml``).
 
     First stage: blur sigma [0.2, 3], resize [0.15, 1.5] (up/down/keep 0.2/0.7/0.1), Gaussian
@@ -513,24 +515,38 @@ def realesrgan_ops() -> list[dict[str, Any]]:
     Poisson [0.05, 2.5], then, in random order as in Real-ESRGAN, resize to the target size and
     JPEG [30, 95].
 
+    ``level`` in (0, 1] (SR-C's severity / 5) shrinks every strength range towards its mild end:
+    blur sigma and noise to ``[lo, lo + level (hi - lo)]``, JPEG quality to ``[hi - level (hi -
+    lo), hi]``; resizes and probabilities stay (they are the scale mixture, not a strength).
+    Level 1 is the published pipeline. Our choice: Real-ESRGAN defines no severities.
+
     Simplifications: blur kernels are anisotropic Gaussians only (Real-ESRGAN also draws
     isotropic, generalised and plateau Gaussians and sinc filters, and a random kernel size
     7-21); JPEG is OpenCV's rather than DiffJPEG; the HR is not USM-sharpened first.
     """
+    if not 0.0 < level <= 1.0:
+        raise ConfigError(f"realesrgan level: {level!r} is out of range; expected (0, 1]")
+
+    def up(lo: float, hi: float) -> list[float]:
+        return [lo, lo + level * (hi - lo)]
+
+    def quality() -> list[int]:
+        return [round(95 - level * (95 - 30)), 95]
+
     random_modes = list(RESIZE_MODES)
     return [
-        _blur([0.2, 3.0]),
+        _blur(up(0.2, 3.0)),
         {"op": "resize", "factor": [0.15, 1.5], "updown_prob": [0.2, 0.7, 0.1],
          "mode": random_modes},
-        _noise_choice([1 / 255, 30 / 255], [0.05, 3.0]),
-        {"op": "jpeg", "quality": [30, 95]},
-        _blur([0.2, 1.5], prob=0.8),
+        _noise_choice(up(1 / 255, 30 / 255), up(0.05, 3.0)),
+        {"op": "jpeg", "quality": quality()},
+        _blur(up(0.2, 1.5), prob=0.8),
         {"op": "resize", "factor": [0.3, 1.2], "updown_prob": [0.3, 0.4, 0.3],
          "mode": random_modes, "base": "target"},
-        _noise_choice([1 / 255, 25 / 255], [0.05, 2.5]),
+        _noise_choice(up(1 / 255, 25 / 255), up(0.05, 2.5)),
         {"op": "one_of", "probs": [0.5, 0.5], "choices": [
-            [{"op": "resize_to_target"}, {"op": "jpeg", "quality": [30, 95]}],
-            [{"op": "jpeg", "quality": [30, 95]}, {"op": "resize_to_target"}],
+            [{"op": "resize_to_target"}, {"op": "jpeg", "quality": quality()}],
+            [{"op": "jpeg", "quality": quality()}, {"op": "resize_to_target"}],
         ]},
     ]
 
@@ -584,3 +600,86 @@ _SPECS.update({
     "dark": _Spec({"factor": _number(0.0, 1.0)}, dict(_PROB)),
 })
 _RUN.update({"kernel_downscale": _run_kernel_downscale, "cover": _run_cover, "dark": _run_dark})
+
+
+# --------------------------------------------------------------------------- library corruptions
+
+
+def _check_corruption(value: Any, where: str) -> None:
+    from .corruptions import check_name
+
+    check_name(value, where)
+
+
+def _run_corrupt(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
+    """An ImageNet-C corruption from ``imagecorruptions`` (:mod:`.corruptions`), seeded from
+    the suite's per-image generator."""
+    from .corruptions import corrupt_batch
+
+    return corrupt_batch(x, str(op["name"]), int(op["severity"]), ctx.rng)
+
+
+def webp(x: Tensor, quality: int) -> Tensor:
+    """WebP artefacts: an OpenCV (libwebp) encode/decode round trip at ``quality`` (1-100).
+    imagecorruptions has JPEG only; the codec itself is libwebp's, nothing is re-implemented."""
+    u8 = (x.detach().clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    out = []
+    for img in u8:
+        bgr = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".webp", bgr, [int(cv2.IMWRITE_WEBP_QUALITY), int(quality)])
+        if not ok:
+            raise RuntimeError(f"OpenCV failed to WebP-encode an image of shape {img.shape}")
+        out.append(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x) / 255.0
+
+
+def _run_webp(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
+    return webp(x, _draw_int(op["quality"], ctx.rng))
+
+
+_SPECS["webp"] = _Spec({"quality": _number(1, 100, integer=True)}, dict(_PROB))
+_RUN["webp"] = _run_webp
+_SPECS["corrupt"] = _Spec({"name": _check_corruption,
+                           "severity": _number(1, 5, integer=True)}, dict(_PROB))
+_RUN["corrupt"] = _run_corrupt
+
+
+# --------------------------------------------------------------------------- user ops
+# Third-party packages add ops through the entry-point group below, like methods do: the entry
+# point names a callable ``run(x, op, ctx) -> x`` (NCHW float in [0, 1]; ``ctx.rng`` is the only
+# allowed source of randomness, ``ctx.scale``/``ctx.target`` the suite scale and LR size), with
+# optional attributes ``required_fields`` / ``optional_fields`` (field names; values are the op's
+# own business). No edit of this package is needed.
+
+OP_ENTRY_POINT_GROUP = "robustsr_bench.degradations"
+
+
+def register_op(name: str, run: Callable[[Tensor, Mapping[str, Any], Any], Tensor],
+                required: Sequence[str] = (), optional: Sequence[str] = ()) -> None:
+    """Make ``{op: name, ...}`` usable in suites; refuses to replace a built-in op."""
+    if name in _BUILTIN_OPS:
+        raise ConfigError(f"degradation op {name!r} is built in and cannot be replaced")
+
+    def anything(value: Any, where: str) -> None:
+        return None
+
+    _SPECS[name] = _Spec({k: anything for k in required},
+                         {**{k: anything for k in optional}, **_PROB})
+    _RUN[name] = run
+
+
+_BUILTIN_OPS = frozenset(_SPECS)
+_ENTRY_POINTS_LOADED: list[bool] = []
+
+
+def load_entry_point_ops() -> None:
+    """Register every op of the ``robustsr_bench.degradations`` entry-point group (once)."""
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED.append(True)
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group=OP_ENTRY_POINT_GROUP):
+        run = ep.load()
+        register_op(ep.name, run, getattr(run, "required_fields", ()),
+                    getattr(run, "optional_fields", ()))

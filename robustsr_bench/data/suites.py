@@ -32,7 +32,7 @@ from .. import registry
 from ..errors import ConfigError, DataError
 from ..files import Workdir, atomic_write_text
 from ..metrics import _SSIM_WINDOW
-from .degradations import apply_ops, mod_crop, realesrgan_ops
+from .degradations import apply_ops, mod_crop, realesrgan_ops, validate_ops
 from .datasets import size_problem
 from .io import load_image, save_image, to_tensor
 from .layouts import data_root as resolve_root
@@ -56,11 +56,28 @@ def suite_ops(name: str) -> list[dict]:
     spec = registry.suite(name)
     ops = spec.get("ops")
     if ops == "realesrgan":
-        return realesrgan_ops()
+        return realesrgan_ops(float(spec.get("level", 1.0)))
     if not isinstance(ops, list) or not ops:
-        raise ConfigError(f"suite '{name}': 'ops' must be a list of degradation steps or "
+        raise ConfigError(f"{suite_source(name)}: ops: must be a list of degradation steps or "
                           f"'realesrgan'")
     return ops
+
+
+def suite_source(name: str) -> str:
+    """The file that defines suite ``name`` (a suite YAML or a family file), for messages."""
+    block = registry.suite(name).get("corruption")
+    if block:
+        return f"{block['file']} (suite {name})"
+    return str(registry.find_config("suites", name) or f"suite '{name}'")
+
+
+def check_suite(name: str) -> None:
+    """Refuse an unknown suite or one with a malformed op, in one line naming its file and
+    field, before any training starts."""
+    spec = registry.suite(name)
+    if spec.get("dataset") or spec.get("lr_dir"):
+        return
+    validate_ops(suite_ops(name), f"{suite_source(name)}: ops")
 
 
 def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Path:
