@@ -52,6 +52,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -66,6 +67,7 @@ from robustsr_bench.attacks import (
     structured_noise,
 )
 from robustsr_bench.config import check
+from robustsr_bench.data.degradations import imresize
 
 # ---------------------------------------------------------------------------------------------
 # options
@@ -79,7 +81,8 @@ class DegradationConfig:
     init: str = "identity"
     channels: int = 64
     blocks: int = 5
-    blur_size: int = 4
+    pool: str = "bicubic"
+    blur_size: int = 5
     slope_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
     clamp_output: bool = True
 
@@ -91,7 +94,10 @@ class DegradationConfig:
         check(self.channels >= 3, "degradation.channels", self.channels,
               "an integer >= 3 (the 64x3 centre product must have full column rank)")
         check(self.blocks >= 1, "degradation.blocks", self.blocks, "an integer >= 1")
-        check(self.blur_size >= 1, "degradation.blur_size", self.blur_size, "an integer >= 1")
+        check(self.pool in ("bicubic", "blurpool"), "degradation.pool", self.pool,
+              "one of: bicubic, blurpool")
+        check(self.blur_size >= 1 and self.blur_size % 2 == 1, "degradation.blur_size",
+              self.blur_size, "an odd integer >= 1 (odd keeps blurpool on bicubic's grid)")
         lo_hi = list(self.slope_range)
         check(len(lo_hi) == 2 and lo_hi[0] <= 1.0 <= lo_hi[1], "degradation.slope_range",
               lo_hi, "[low, high] with low <= 1 <= high (the identity slope 1 must be inside)")
@@ -107,8 +113,11 @@ class AttackConfig:
 
     mode: str = "adversarial"
     iters: int = 5
-    step: float = 6.0
-    radius: float = 20.0
+    step: float = 0.012
+    radius: float = 0.04
+    random_radius: float | None = None
+    conv_norm: str = "per_layer"
+    image_range: float = 255.0
     conv_weight: float = 1.0
     noise_weight: float = 10.0
     slope_weight: float = 50.0
@@ -121,6 +130,12 @@ class AttackConfig:
     def __post_init__(self) -> None:
         check(self.mode in ("adversarial", "random", "none"), "attack.mode", self.mode,
               "one of: adversarial, random, none")
+        check(self.conv_norm in ("per_layer", "raw"), "attack.conv_norm", self.conv_norm,
+              "one of: per_layer, raw")
+        check(self.image_range > 0, "attack.image_range", self.image_range,
+              "a number > 0 (255 for 8-bit units, 1 for [0, 1])")
+        check(self.random_radius is None or self.random_radius >= 0, "attack.random_radius",
+              self.random_radius, "null (= attack.radius) or a number >= 0")
         check(self.iters >= 0, "attack.iters", self.iters, "an integer >= 0")
         for name in ("step", "radius", "pixel_weight", "perceptual_weight", "noise_eps",
                      "noise_alpha"):
@@ -149,29 +164,43 @@ def binomial_kernel(size: int) -> Tensor:
     return torch.outer(row, row) / row.sum() ** 2
 
 
-def antialias_downsample(x: Tensor, scale: int, blur_size: int = 4) -> Tensor:
-    """Anti-aliased average pooling: avg-pool ``scale`` (stride 1), binomial blur, stride ``scale``.
+def antialias_downsample(x: Tensor, scale: int, blur_size: int = 5) -> Tensor:
+    """Anti-aliased average pooling (``blurpool``): avg-pool ``scale`` then binomial ``blur_size``.
 
-    Reflect padding keeps an ``H x W`` input (``H``, ``W`` multiples of ``scale``) at exactly
-    ``H/scale x W/scale``. Per channel and linear, so it commutes with F's 1x1 channel mixing.
+    One composite kernel (box ``scale`` convolved with the binomial, ``scale + blur_size - 1``
+    taps, stride ``scale``) centred where MATLAB's bicubic puts LR pixel ``i``:
+    HR coordinate ``scale * i + (scale - 1) / 2``. That needs an odd ``blur_size`` (an even
+    one leaves the grid half an HR pixel off). Reflect padding keeps ``H/scale x W/scale``.
     """
-    a = scale - 1
-    x = F.avg_pool2d(F.pad(x, (a // 2, a - a // 2) * 2, mode="reflect"), scale, stride=1)
-    b = blur_size - 1
-    x = F.pad(x, (b // 2, b - b // 2) * 2, mode="reflect")
-    kernel = binomial_kernel(blur_size).to(x).expand(x.shape[1], 1, blur_size, blur_size)
+    box = torch.ones(scale, dtype=torch.float64) / scale
+    row = torch.tensor([math.comb(blur_size - 1, k) for k in range(blur_size)], dtype=torch.float64)
+    taps = torch.from_numpy(np.convolve(box.numpy(), (row / row.sum()).numpy()))
+    kernel = torch.outer(taps, taps).to(x).expand(x.shape[1], 1, len(taps), len(taps))
+    pad = (blur_size - 1) // 2
+    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     return F.conv2d(x, kernel, stride=scale, groups=x.shape[1])
 
 
-class AntiAliasPool(nn.Module):
-    """:func:`antialias_downsample` as a layer (no parameters: it is not attacked)."""
+def identity_downsample(x: Tensor, scale: int, pool: str = "bicubic", blur_size: int = 5) -> Tensor:
+    """F's pooling layer, i.e. what F at theta_id computes (``pool``: bicubic or blurpool).
 
-    def __init__(self, scale: int, blur_size: int):
+    ``bicubic`` is the benchmark's MATLAB ``imresize`` (unclamped): the same downsampler the eval
+    suites and the loader start from, so F's identity LR *is* the clean bicubic LR.
+    """
+    if pool == "bicubic":
+        return imresize(x, scale_factor=1.0 / scale)
+    return antialias_downsample(x, scale, blur_size)
+
+
+class AntiAliasPool(nn.Module):
+    """:func:`identity_downsample` as a layer (no parameters: it is not attacked)."""
+
+    def __init__(self, scale: int, pool: str, blur_size: int):
         super().__init__()
-        self.scale, self.blur_size = scale, blur_size
+        self.scale, self.pool, self.blur_size = scale, pool, blur_size
 
     def forward(self, x: Tensor) -> Tensor:
-        return antialias_downsample(x, self.scale, self.blur_size)
+        return identity_downsample(x, self.scale, self.pool, self.blur_size)
 
 
 class NoiseInjection(nn.Module):
@@ -222,14 +251,14 @@ class DegradationNet(nn.Module):
     carries over from one step to the next.
     """
 
-    def __init__(self, scale: int, channels: int = 64, blocks: int = 5, blur_size: int = 4,
-                 clamp_output: bool = True):
+    def __init__(self, scale: int, channels: int = 64, blocks: int = 5, pool: str = "bicubic",
+                 blur_size: int = 5, clamp_output: bool = True):
         super().__init__()
         self.scale, self.channels, self.blocks = scale, channels, blocks
         self.clamp_output = clamp_output
         self.head = nn.ModuleList([BasicBlock(3 if i == 0 else channels, channels)
                                    for i in range(blocks)])
-        self.pool = AntiAliasPool(scale, blur_size)
+        self.pool = AntiAliasPool(scale, pool, blur_size)
         self.tail = nn.ModuleList([BasicBlock(channels, channels) for _ in range(blocks)])
         self.last = nn.Conv2d(channels, 3, 3, padding=1, padding_mode="reflect")
 
@@ -316,6 +345,30 @@ class DegradationNet(nn.Module):
         by_group = {"conv": conv, "noise": noise, "slope": slope}
         return {name: by_group[self.group(name)] for name, _ in self.named_parameters()}
 
+    def norm_weights(self, a: "AttackConfig") -> dict[str, float]:
+        """Per-tensor weights of the PGD ball's norm: the paper's group weights 1 / 10 / 50 times
+        the units each parameter is measured in (``attack.conv_norm``, ``attack.image_range``).
+
+        ``per_layer``: a conv kernel's deviation is counted in units of its identity-init scale
+        (Xavier std, 1x1 fan mode), so a deviation means the same relative change in every layer
+        and at every width. Biases and noise strengths act additively on pixel-scaled features, so
+        they are counted in ``image_range`` units (255: 8-bit levels). Slopes are unit-free.
+        """
+        out = {}
+        for name, p in self.named_parameters():
+            group = self.group(name)
+            if group == "noise":
+                out[name] = a.noise_weight * a.image_range
+            elif group == "slope":
+                out[name] = a.slope_weight
+            elif name.endswith(".bias"):
+                out[name] = a.conv_weight * a.image_range
+            elif a.conv_norm == "per_layer":
+                out[name] = a.conv_weight / xavier_std(p.shape[1], p.shape[0])
+            else:
+                out[name] = a.conv_weight
+        return out
+
 
 def _centre_kernel(matrix: Tensor) -> Tensor:
     kernel = matrix.new_zeros(*matrix.shape, 3, 3)
@@ -354,7 +407,7 @@ class AND(Method):
         if cfg.degradation.kind != "neural":
             return {}
         d = cfg.degradation
-        net = DegradationNet(cfg.scale, d.channels, d.blocks, d.blur_size, d.clamp_output)
+        net = DegradationNet(cfg.scale, d.channels, d.blocks, d.pool, d.blur_size, d.clamp_output)
         return {"degradation": net.to(device).requires_grad_(False)}
 
     def make_inputs(self, batch: Batch, modules: Modules, ctx: TrainContext) -> Batch:
@@ -376,7 +429,7 @@ class AND(Method):
         net: DegradationNet = modules.aux["degradation"]
         theta0 = net.initial_parameters(cfg.degradation.init)
         noises = net.sample_noise(hr)
-        weights = net.group_weights(a.conv_weight, a.noise_weight, a.slope_weight)
+        weights = net.norm_weights(a)
         low, high = cfg.degradation.slope_range
         if a.mode == "adversarial":
             content = self._attack_loss(hr, modules, ctx)
@@ -385,7 +438,8 @@ class AND(Method):
                                      lambda th: content(net.apply(th, hr, noises)), a.radius,
                                      a.step, a.iters, lambda th: clamp_slopes(th, low, high))
         elif a.mode == "random":
-            delta = random_group_l2(theta0, weights, a.radius)
+            radius = a.radius if a.random_radius is None else a.random_radius
+            delta = random_group_l2(theta0, weights, radius)
             theta = clamp_slopes({k: theta0[k] + delta[k] for k in theta0}, low, high)
         else:
             theta = theta0
@@ -394,13 +448,17 @@ class AND(Method):
         return Degradation(lq.detach(), theta, theta0)
 
     def perturb_bicubic(self, batch: Batch, modules: Modules, ctx: TrainContext) -> Tensor:
-        """``classical`` (bicubic LR as is) and ``no_neural_degradation`` (additive noise)."""
-        a = ctx.cfg.attack
+        """``classical`` (F's identity LR, no attack) and ``no_neural_degradation`` (additive
+        noise on it). The LR is made from the HR by F's own pooling (:func:`identity_downsample`),
+        not taken from the loader, so these ablations differ from AND in nothing but the attack."""
+        cfg, a = ctx.cfg, ctx.cfg.attack
+        d = cfg.degradation
+        lq = identity_downsample(batch.gt, cfg.scale, d.pool, d.blur_size).clamp(0, 1).detach()
         if a.mode == "none":
-            return batch.lq
+            return lq
         if a.mode == "random":
-            noise = structured_noise(batch.lq, a.noise_eps, a.noise_structure)
-            return (batch.lq + noise).clamp(0, 1)
+            noise = structured_noise(lq, a.noise_eps, a.noise_structure)
+            return (lq + noise).clamp(0, 1)
         with frozen(modules.g):
-            return linf_pgd(batch.lq, self._attack_loss(batch.gt, modules, ctx), a.noise_eps,
+            return linf_pgd(lq, self._attack_loss(batch.gt, modules, ctx), a.noise_eps,
                             a.noise_alpha, a.iters, a.noise_structure)

@@ -1,0 +1,165 @@
+"""Calibrate AND's PGD radius against the eval suites' degradation strength.
+
+The AND paper sets its perturbation budget "to make their respective intensity close to
+real-world degradation". This module measures that intensity in the one currency both sides
+share: the PSNR of a degraded LR against its clean LR. For AND, the attacked LR ``F_theta(hr)``
+against the identity LR ``F_theta_id(hr)`` (the clean bicubic LR when ``degradation.pool`` is
+``bicubic``) on crops of the embedded training photos, for a grid of radii, adversarial (the
+method's own PGD, run by :meth:`AND.degrade`) and random (``no_adversarial``'s deviation);
+for each eval suite, its LR against the clean suite's LR on the eval photos.
+
+The attacked network is a fixed stand-in for G, MATLAB bicubic upsampling: the budget is a
+property of the degradation family, not of one checkpoint, and the stand-in needs no weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import registry
+from .data import embedded
+from .data.degradations import apply_ops, imresize, mod_crop
+from .data.io import load_image, to_tensor
+from .data.suites import suite_ops
+from .results import atomic_write_text
+
+SUITES = ("gaussian_noise", "jpeg", "blur_noise", "camera", "realesrgan")
+
+
+@dataclass
+class CalibrationOptions:
+    profiles: Sequence[str] = ("smoke", "paper")
+    radii: Sequence[float] = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0)
+    crops: int = 8
+    patch: int = 64
+    seed: int = 0
+    suites: Sequence[str] = SUITES
+
+
+class BicubicUp(nn.Module):
+    """The attacked stand-in for G: MATLAB bicubic upsampling by ``scale``."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return imresize(x, scale_factor=self.scale)
+
+
+def lr_psnr(a: Tensor, b: Tensor) -> list[float]:
+    """Per-image RGB PSNR (peak 1) of NCHW ``a`` against ``b``."""
+    mse = (a.double() - b.double()).pow(2).flatten(1).mean(1)
+    return [math.inf if m == 0 else 10 * math.log10(1 / m) for m in mse.tolist()]
+
+
+def training_crops(count: int, patch: int, scale: int, seed: int) -> Tensor:
+    """``count`` random ``patch``-px HR crops of the embedded training photos (seeded)."""
+    rng = np.random.default_rng(seed)
+    photos = [to_tensor(load_image(p))[0] for p in embedded.train_paths()]
+    crops = []
+    for i in range(count):
+        img = photos[i % len(photos)]
+        h, w = img.shape[-2:]
+        y, x = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
+        crops.append(img[:, y:y + patch, x:x + patch])
+    return mod_crop(torch.stack(crops), scale)
+
+
+def attacked_psnr(hr: Tensor, cfg, radius: float, mode: str, seed: int = 0) -> list[float]:
+    """PSNR of AND's degraded LR against F's identity LR, one figure per HR crop.
+
+    Runs the method's own :meth:`AND.degrade` (``attack.mode`` = ``mode``; ``random`` uses the
+    same ``radius``), with one crop per call so that each crop gets its own attack.
+    """
+    from methods.and_degradation import AND
+    from methods.base import Modules, TrainContext
+
+    a = cfg.attack
+    a.mode, a.radius, a.random_radius = mode, radius, None
+    a.step = radius * (6.0 / 20.0)  # the paper's step / radius ratio
+    method = AND()
+    modules = Modules(BicubicUp(cfg.scale), None, method.build_aux(cfg, torch.device("cpu")))
+    ctx = TrainContext(cfg, 0, lambda sr, gt, pw, qw: pw * F.l1_loss(sr, gt), False)
+    net = modules.aux["degradation"]
+    out = []
+    for i in range(hr.shape[0]):
+        torch.manual_seed(seed * 100003 + i)
+        one = hr[i:i + 1]
+        deg = method.degrade(one, modules, ctx)
+        ident = net.apply(deg.theta0, one, net.sample_noise(one))
+        out += lr_psnr(deg.lq, ident)
+    return out
+
+
+def suite_psnr(name: str, scale: int, paths: Sequence[Path]) -> list[float]:
+    """PSNR of suite ``name``'s LR against the clean suite's LR, per eval photo (seeded as
+    the suite generator seeds them)."""
+    seed = int(registry.suite(name).get("seed", 0))
+    clean_seed = int(registry.suite("clean").get("seed", 0))
+    out = []
+    for index, path in enumerate(paths):
+        hr = mod_crop(to_tensor(load_image(path)), scale)
+        lr = apply_ops(hr, suite_ops(name), scale, np.random.default_rng([seed, index]))
+        ref = apply_ops(hr, suite_ops("clean"), scale, np.random.default_rng([clean_seed, index]))
+        out += lr_psnr(lr, ref)
+    return out
+
+
+def summary(values: Sequence[float]) -> str:
+    """``median [q1, q3]`` in dB."""
+    q1, med, q3 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return f"{med:.1f} [{q1:.1f}, {q3:.1f}]"
+
+
+def calibration_table(options: CalibrationOptions) -> str:
+    """The markdown table: suites first, then per profile and radius AND adversarial / random."""
+    lines = ["# AND calibration: LR PSNR against the clean LR (dB, median [IQR])", "",
+             "Command: `python -m robustsr_bench calibrate and` "
+             f"(crops {options.crops} x {options.patch} px of the embedded training photos, "
+             f"seed {options.seed}; attacked G stand-in: bicubic upsampling; PGD step = "
+             "0.3 x radius as the paper's 6/20; CPU, float32).", "",
+             "| degradation | LR PSNR vs clean LR |", "|---|---|"]
+    scale = registry.resolve_config("and", options.profiles[0]).scale
+    paths = embedded.held_out_paths()
+    suite_values = []
+    for name in options.suites:
+        values = suite_psnr(name, scale, paths)
+        suite_values += values
+        lines.append(f"| suite `{name}` ({len(values)} eval photos) | {summary(values)} |")
+    lines.append(f"| all five suites | {summary(suite_values)} |")
+    for profile in options.profiles:
+        cfg = registry.resolve_config("and", profile)
+        hr = training_crops(options.crops, options.patch, cfg.scale, options.seed)
+        lines += ["", f"Profile `{profile}` (F: {cfg.degradation.channels} channels, "
+                  f"pool {cfg.degradation.pool}, conv_norm {cfg.attack.conv_norm}, image_range "
+                  f"{cfg.attack.image_range:g}; default radius {cfg.attack.radius:g})", "",
+                  "| radius | adversarial (PGD) | random (no_adversarial) |", "|---|---|---|"]
+        for radius in options.radii:
+            adv = attacked_psnr(hr, registry.resolve_config("and", profile), radius,
+                                "adversarial", options.seed)
+            rnd = attacked_psnr(hr, registry.resolve_config("and", profile), radius,
+                                "random", options.seed)
+            lines.append(f"| {radius:g} | {summary(adv)} | {summary(rnd)} |")
+    return "\n".join(lines) + "\n"
+
+
+def calibrate_command(method: str, options: CalibrationOptions, out: Path) -> int:
+    """Write ``out`` (markdown) and print it."""
+    from .errors import ConfigError
+
+    if method != "and":
+        raise ConfigError(f"calibrate: method {method!r} has no calibration; valid: and")
+    text = calibration_table(options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text)
+    print(text, end="")
+    return 0
