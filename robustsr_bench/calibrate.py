@@ -15,9 +15,10 @@ property of the degradation family, not of one checkpoint, and the stand-in need
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import registry
+from .config import check
 from .data import embedded
 from .data.degradations import apply_ops, imresize, mod_crop
 from .data.io import load_image, to_tensor
@@ -37,11 +39,41 @@ SUITES = ("gaussian_noise", "jpeg", "blur_noise", "camera", "realesrgan")
 @dataclass
 class CalibrationOptions:
     profiles: Sequence[str] = ("smoke", "paper")
-    radii: Sequence[float] = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0)
+    radii: Sequence[float] = (0.003, 0.01, 0.015, 0.02, 0.03, 0.04, 0.1, 1.0, 1.5, 2.0, 20.0)
     crops: int = 8
     patch: int = 64
     seed: int = 0
+    units: bool = True
     suites: Sequence[str] = SUITES
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> "CalibrationOptions":
+        """From the CLI's values (``None`` = default); radii / profiles comma-separated."""
+        out = cls()
+        if args.get("radii"):
+            out.radii = tuple(_positive(r, "--radii") for r in str(args["radii"]).split(","))
+        if args.get("profiles"):
+            out.profiles = tuple(p.strip() for p in str(args["profiles"]).split(","))
+            for name in out.profiles:
+                registry.profile(name)  # a clear error for an unknown profile
+        for key in ("crops", "patch", "seed"):
+            if args.get(key) is not None:
+                setattr(out, key, int(args[key]))
+        if args.get("units") is not None:
+            out.units = bool(args["units"])
+        check(out.crops >= 1, "--crops", out.crops, "an integer >= 1")
+        check(out.patch >= 16 and out.patch % 4 == 0, "--patch", out.patch,
+              "a multiple of 4, >= 16")
+        return out
+
+
+def _positive(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    check(value > 0, where, text, "comma-separated numbers > 0, e.g. 0.01,0.04,20")
+    return value
 
 
 class BicubicUp(nn.Module):
@@ -120,45 +152,76 @@ def summary(values: Sequence[float]) -> str:
     return f"{med:.1f} [{q1:.1f}, {q3:.1f}]"
 
 
+def _resolve(profile: str, **attack: Any):
+    cfg = registry.resolve_config("and", profile)
+    for key, value in attack.items():
+        setattr(cfg.attack, key, value)
+    return cfg
+
+
+def _mark(radius: float, a) -> str:
+    tags = [t for t, r in (("PGD default", a.radius), ("random default", a.random_radius))
+            if r is not None and math.isclose(radius, r)]
+    return f"{radius:g}" + (f" ({', '.join(tags)})" if tags else "")
+
+
 def calibration_table(options: CalibrationOptions) -> str:
-    """The markdown table: suites first, then per profile and radius AND adversarial / random."""
+    """The markdown table: suites first, then per profile and radius AND adversarial / random,
+    then (``units``) the paper's radius 20 under each norm parameterisation."""
     lines = ["# AND calibration: LR PSNR against the clean LR (dB, median [IQR])", "",
              "Command: `python -m robustsr_bench calibrate and` "
-             f"(crops {options.crops} x {options.patch} px of the embedded training photos, "
+             f"({options.crops} crops of {options.patch} px from the embedded training photos, "
              f"seed {options.seed}; attacked G stand-in: bicubic upsampling; PGD step = "
-             "0.3 x radius as the paper's 6/20; CPU, float32).", "",
+             "0.3 x radius as the paper's 6/20; 5 PGD steps; CPU, float32).", "",
              "| degradation | LR PSNR vs clean LR |", "|---|---|"]
     scale = registry.resolve_config("and", options.profiles[0]).scale
     paths = embedded.held_out_paths()
-    suite_values = []
+    suite_values: list[float] = []
     for name in options.suites:
         values = suite_psnr(name, scale, paths)
         suite_values += values
         lines.append(f"| suite `{name}` ({len(values)} eval photos) | {summary(values)} |")
-    lines.append(f"| all five suites | {summary(suite_values)} |")
+    lines.append(f"| all {len(options.suites)} suites pooled | {summary(suite_values)} |")
+    crops: dict[int, Tensor] = {}
     for profile in options.profiles:
         cfg = registry.resolve_config("and", profile)
-        hr = training_crops(options.crops, options.patch, cfg.scale, options.seed)
+        hr = crops.setdefault(cfg.scale, training_crops(options.crops, options.patch, cfg.scale,
+                                                        options.seed))
+        a = cfg.attack
         lines += ["", f"Profile `{profile}` (F: {cfg.degradation.channels} channels, "
-                  f"pool {cfg.degradation.pool}, conv_norm {cfg.attack.conv_norm}, image_range "
-                  f"{cfg.attack.image_range:g}; default radius {cfg.attack.radius:g})", "",
+                  f"pool {cfg.degradation.pool}, conv_norm {a.conv_norm}, image_range "
+                  f"{a.image_range:g})", "",
                   "| radius | adversarial (PGD) | random (no_adversarial) |", "|---|---|---|"]
-        for radius in options.radii:
-            adv = attacked_psnr(hr, registry.resolve_config("and", profile), radius,
-                                "adversarial", options.seed)
-            rnd = attacked_psnr(hr, registry.resolve_config("and", profile), radius,
-                                "random", options.seed)
-            lines.append(f"| {radius:g} | {summary(adv)} | {summary(rnd)} |")
+        grid = sorted({*options.radii, a.radius, *([a.random_radius] if a.random_radius else [])})
+        for radius in grid:
+            adv = attacked_psnr(hr, _resolve(profile), radius, "adversarial", options.seed)
+            rnd = attacked_psnr(hr, _resolve(profile), radius, "random", options.seed)
+            lines.append(f"| {_mark(radius, a)} | {summary(adv)} | {summary(rnd)} |")
+    if options.units:
+        profile = options.profiles[-1]
+        hr = crops[registry.resolve_config("and", profile).scale]
+        lines += ["", f"The paper's radius 20 under each norm parameterisation (profile "
+                  f"`{profile}`):", "",
+                  "| conv_norm | image_range | adversarial (PGD) | random |", "|---|---|---|---|"]
+        for conv_norm in ("raw", "per_layer"):
+            for image_range in (1.0, 255.0):
+                units = {"conv_norm": conv_norm, "image_range": image_range}
+                adv = attacked_psnr(hr, _resolve(profile, **units), 20.0, "adversarial",
+                                    options.seed)
+                rnd = attacked_psnr(hr, _resolve(profile, **units), 20.0, "random",
+                                    options.seed)
+                lines.append(f"| {conv_norm} | {image_range:g} | {summary(adv)} | "
+                             f"{summary(rnd)} |")
     return "\n".join(lines) + "\n"
 
 
-def calibrate_command(method: str, options: CalibrationOptions, out: Path) -> int:
+def calibrate_command(method: str, args: Mapping[str, Any], out: Path) -> int:
     """Write ``out`` (markdown) and print it."""
     from .errors import ConfigError
 
     if method != "and":
         raise ConfigError(f"calibrate: method {method!r} has no calibration; valid: and")
-    text = calibration_table(options)
+    text = calibration_table(CalibrationOptions.from_args(args))
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, text)
     print(text, end="")

@@ -99,10 +99,12 @@ def test_identity_f_is_its_pooling_layer(scale: int, pool: str) -> None:
         if pool == "bicubic":
             torch.testing.assert_close(y, bicubic_resize(x, scale_factor=1 / scale), atol=2e-6,
                                        rtol=0)
-    net64 = DegradationNet(scale, pool=pool, clamp_output=False).double()
     x = torch.rand(1, 3, 12, 12, dtype=torch.float64)
-    y = net64.apply(net64.initial_parameters(), x, net64.sample_noise(x))
-    torch.testing.assert_close(y, identity_downsample(x, scale, pool), atol=1e-12, rtol=0)
+    for head in (None, 2):  # the smoke profile's shorter head is an identity too
+        net64 = DegradationNet(scale, pool=pool, clamp_output=False, head_blocks=head).double()
+        assert len(net64.head) == (head or 5) and len(net64.tail) == 5
+        y = net64.apply(net64.initial_parameters(), x, net64.sample_noise(x))
+        torch.testing.assert_close(y, identity_downsample(x, scale, pool), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -224,8 +226,8 @@ def test_pgd_stays_in_ball_keeps_slopes_valid_and_raises_loss(trained) -> None:
 
 def test_adversarial_beats_a_random_deviation_of_the_same_size(trained) -> None:
     g, _ = trained
-    small = {"degradation.channels": 8, "attack.radius": 0.003, "attack.step": 0.001,
-             "attack.random_radius": 0.003}
+    small = {"degradation.channels": 8, "attack.radius": 0.01, "attack.step": 0.003,
+             "attack.random_radius": 0.01}
     hr, losses = _smooth_images(2), {}
     for ablation in ("", "no_adversarial"):
         cfg = _cfg(ablation, **small)
