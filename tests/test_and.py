@@ -211,7 +211,7 @@ def test_pgd_stays_in_ball_keeps_slopes_valid_and_raises_loss(trained) -> None:
     hr = _smooth_images(2)
     torch.manual_seed(3)
     deg = method.degrade(hr, modules, _ctx(cfg))
-    w = _weights(net)
+    w = net.norm_weights(cfg.attack)
     assert float(group_l2_norm({k: deg.theta0[k] - deg.theta0[k] for k in w}, w)) == 0
     assert float(group_l2_norm({k: deg.theta[k] - deg.theta0[k] for k in w}, w)) <= 20 + 1e-4
     slopes = torch.cat([v for k, v in deg.theta.items() if k.endswith(".slope")])
@@ -260,6 +260,38 @@ def test_attack_leaves_g_untouched_and_rebuilds_f_every_step() -> None:
                for p in g.parameters())
     assert all(torch.equal(f_before[k], v) for k, v in net.state_dict().items())
     assert first.shape == (2, 3, 8, 8) and not first.requires_grad
+
+
+def test_norm_units_per_layer_xavier_and_8bit() -> None:
+    """The ball's units: conv kernels in Xavier std of their layer, biases and noise strengths
+    in 8-bit levels, slopes as they are; ``raw`` / ``image_range: 1`` give the plain weights."""
+    cfg = _cfg(**{"degradation.channels": 8})
+    net = _modules(cfg).aux["degradation"]
+    w = net.norm_weights(cfg.attack)
+    assert w["head.0.conv.weight"] == pytest.approx(1 / (2 / (3 + 8)) ** 0.5)
+    assert w["tail.1.conv.weight"] == pytest.approx(1 / (2 / 16) ** 0.5)
+    assert w["last.weight"] == pytest.approx(1 / (2 / (8 + 3)) ** 0.5)
+    assert w["head.0.conv.bias"] == pytest.approx(255.0)
+    assert w["head.0.noise.strength"] == pytest.approx(2550.0)
+    assert w["head.0.act.slope"] == pytest.approx(50.0)
+    raw = _cfg(**{"degradation.channels": 8, "attack.conv_norm": "raw", "attack.image_range": 1})
+    assert net.norm_weights(raw.attack) == _weights(net)
+    with pytest.raises(ConfigError, match="attack.conv_norm"):
+        _cfg(**{"attack.conv_norm": "layer"})
+
+
+def test_no_adversarial_uses_its_matched_random_radius() -> None:
+    cfg = _cfg("no_adversarial", **{"degradation.channels": 8, "attack.radius": 0.01,
+                                    "attack.random_radius": 0.5})
+    modules = _modules(cfg)
+    net = modules.aux["degradation"]
+    torch.manual_seed(0)
+    deg = AND().degrade(_smooth_images(1), modules, _ctx(cfg))
+    w = net.norm_weights(cfg.attack)
+    norm = float(group_l2_norm({k: deg.theta[k] - deg.theta0[k] for k in w}, w))
+    assert 0.45 < norm <= 0.5 + 1e-6  # slopes clamped into [0, 1] can only shorten it
+    smoke = registry.resolve_config("and", "smoke", "no_adversarial").attack
+    assert (smoke.mode, smoke.random_radius) == ("random", 1.8)
 
 
 # -- ablations and config ----------------------------------------------------------------------
