@@ -180,10 +180,16 @@ class ANDOptions:
 # the degradation network
 
 
-def binomial_kernel(size: int) -> Tensor:
-    """Normalised 2-D binomial filter (``[1, 3, 3, 1]`` outer itself / 64 for size 4)."""
+def binomial_row(size: int) -> Tensor:
+    """Normalised 1-D binomial filter (``[1, 4, 6, 4, 1] / 16`` for size 5), float64."""
     row = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
-    return torch.outer(row, row) / row.sum() ** 2
+    return row / row.sum()
+
+
+def binomial_kernel(size: int) -> Tensor:
+    """Normalised 2-D binomial filter: :func:`binomial_row` outer itself."""
+    row = binomial_row(size)
+    return torch.outer(row, row)
 
 
 def antialias_downsample(x: Tensor, scale: int, blur_size: int = 5) -> Tensor:
@@ -194,9 +200,8 @@ def antialias_downsample(x: Tensor, scale: int, blur_size: int = 5) -> Tensor:
     HR coordinate ``scale * i + (scale - 1) / 2``. That needs an odd ``blur_size`` (an even
     one leaves the grid half an HR pixel off). Reflect padding keeps ``H/scale x W/scale``.
     """
-    box = torch.ones(scale, dtype=torch.float64) / scale
-    row = torch.tensor([math.comb(blur_size - 1, k) for k in range(blur_size)], dtype=torch.float64)
-    taps = torch.from_numpy(np.convolve(box.numpy(), (row / row.sum()).numpy()))
+    box = np.full(scale, 1.0 / scale)
+    taps = torch.from_numpy(np.convolve(box, binomial_row(blur_size).numpy()))
     kernel = torch.outer(taps, taps).to(x).expand(x.shape[1], 1, len(taps), len(taps))
     pad = (blur_size - 1) // 2
     x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
@@ -341,7 +346,8 @@ class DegradationNet(nn.Module):
         """
         c, f64 = self.channels, torch.float64
         first = torch.randn(c, 3, dtype=f64, device=device) * xavier_std(3, c)
-        square = torch.randn(self.head_blocks + self.blocks - 1, c, c, dtype=f64, device=device) * xavier_std(c, c)
+        count = self.head_blocks + self.blocks - 1
+        square = torch.randn(count, c, c, dtype=f64, device=device) * xavier_std(c, c)
         merged = torch.linalg.multi_dot([*square.flip(0), first])
         centres = [first, *square, torch.linalg.pinv(merged)]
         return {name: _centre_kernel(m) for name, m in zip(self.conv_names(), centres)}

@@ -55,5 +55,6 @@ def test_calibrate_cli_writes_the_table(tmp_path: Path) -> None:
     assert main(["calibrate", "and", "--profiles", "smoke", "--radii", "0.01", "--crops", "1",
                  "--patch", "32", "--no-units", "--out", str(out)]) == 0
     text = out.read_text()
-    for needle in ("suite `jpeg`", "all 5 suites pooled", "Profile `smoke`", "| 0.01 (PGD default)"):
+    for needle in ("suite `jpeg`", "all 5 suites pooled", "Profile `smoke`", "| 0.01 |",
+                   "| 0.017 (PGD default) |", "| 1.8 (random default) |"):
         assert needle in text
