@@ -107,7 +107,20 @@ def training_crops(count: int, patch: int, scale: int, seed: int) -> Tensor:
 
 
 def attacked_psnr(hr: Tensor, cfg, radius: float, mode: str, seed: int = 0) -> list[float]:
-    """PSNR of AND's degraded LR against F's identity LR, one figure per HR crop.
+    """PSNR of AND's degraded LR against F's identity LR, one figure per HR crop."""
+    return attacked_stats(hr, cfg, radius, mode, seed)[0]
+
+
+def dc_share(error: Tensor) -> float:
+    """Fraction of an NCHW error's energy in its per-channel mean (a global colour shift)."""
+    error = error.double()
+    return float(error.mean((2, 3)).pow(2).mean() / error.pow(2).mean().clamp_min(1e-30))
+
+
+def attacked_stats(hr: Tensor, cfg, radius: float, mode: str,
+                   seed: int = 0) -> tuple[list[float], list[float]]:
+    """Per HR crop: PSNR of AND's degraded LR against F's identity LR, and the share of that
+    error's energy that is a per-channel DC shift (:func:`dc_share`).
 
     Runs the method's own :meth:`AND.degrade` (``attack.mode`` = ``mode``; ``random`` uses the
     same ``radius``), with one crop per call so that each crop gets its own attack.
@@ -122,28 +135,40 @@ def attacked_psnr(hr: Tensor, cfg, radius: float, mode: str, seed: int = 0) -> l
     modules = Modules(BicubicUp(cfg.scale), None, method.build_aux(cfg, torch.device("cpu")))
     ctx = TrainContext(cfg, 0, lambda sr, gt, pw, qw: pw * F.l1_loss(sr, gt), False)
     net = modules.aux["degradation"]
-    out = []
+    psnrs, shares = [], []
     for i in range(hr.shape[0]):
         torch.manual_seed(seed * 100003 + i)
         one = hr[i:i + 1]
         deg = method.degrade(one, modules, ctx)
         ident = net.apply(deg.theta0, one, net.sample_noise(one))
-        out += lr_psnr(deg.lq, ident)
-    return out
+        psnrs += lr_psnr(deg.lq, ident)
+        shares.append(dc_share(deg.lq - ident))
+    return psnrs, shares
 
 
 def suite_psnr(name: str, scale: int, paths: Sequence[Path]) -> list[float]:
     """PSNR of suite ``name``'s LR against the clean suite's LR, per eval photo (seeded as
     the suite generator seeds them)."""
+    return suite_stats(name, scale, paths)[0]
+
+
+def suite_stats(name: str, scale: int,
+                paths: Sequence[Path]) -> tuple[list[float], list[float]]:
+    """:func:`suite_psnr` and the DC share of each suite LR's error (:func:`dc_share`)."""
     seed = int(registry.suite(name).get("seed", 0))
     clean_seed = int(registry.suite("clean").get("seed", 0))
-    out = []
+    psnrs, shares = [], []
     for index, path in enumerate(paths):
         hr = mod_crop(to_tensor(load_image(path)), scale)
         lr = apply_ops(hr, suite_ops(name), scale, np.random.default_rng([seed, index]))
         ref = apply_ops(hr, suite_ops("clean"), scale, np.random.default_rng([clean_seed, index]))
-        out += lr_psnr(lr, ref)
-    return out
+        psnrs += lr_psnr(lr, ref)
+        shares.append(dc_share(lr - ref))
+    return psnrs, shares
+
+
+def _pct(values: Sequence[float]) -> str:
+    return f"{100 * float(np.median(values)):.0f} %"
 
 
 def summary(values: Sequence[float]) -> str:
@@ -172,16 +197,21 @@ def calibration_table(options: CalibrationOptions) -> str:
              "Command: `python -m robustsr_bench calibrate and` "
              f"({options.crops} crops of {options.patch} px from the embedded training photos, "
              f"seed {options.seed}; attacked G stand-in: bicubic upsampling; PGD step = "
-             "0.3 x radius as the paper's 6/20; 5 PGD steps; CPU, float32).", "",
-             "| degradation | LR PSNR vs clean LR |", "|---|---|"]
+             "0.3 x radius as the paper's 6/20; 5 PGD steps; CPU, float32). \"DC\": median share "
+             "of the LR error's energy that is a per-channel mean shift (a global colour change).",
+             "", "| degradation | LR PSNR vs clean LR | DC |", "|---|---|---|"]
     scale = registry.resolve_config("and", options.profiles[0]).scale
     paths = embedded.held_out_paths()
     suite_values: list[float] = []
+    suite_dc: list[float] = []
     for name in options.suites:
-        values = suite_psnr(name, scale, paths)
+        values, dc = suite_stats(name, scale, paths)
         suite_values += values
-        lines.append(f"| suite `{name}` ({len(values)} eval photos) | {summary(values)} |")
-    lines.append(f"| all {len(options.suites)} suites pooled | {summary(suite_values)} |")
+        suite_dc += dc
+        lines.append(f"| suite `{name}` ({len(values)} eval photos) | {summary(values)} | "
+                     f"{_pct(dc)} |")
+    lines.append(f"| all {len(options.suites)} suites pooled | {summary(suite_values)} | "
+                 f"{_pct(suite_dc)} |")
     crops: dict[int, Tensor] = {}
     for profile in options.profiles:
         cfg = registry.resolve_config("and", profile)
@@ -191,12 +221,15 @@ def calibration_table(options: CalibrationOptions) -> str:
         lines += ["", f"Profile `{profile}` (F: {cfg.degradation.channels} channels, "
                   f"pool {cfg.degradation.pool}, conv_norm {a.conv_norm}, image_range "
                   f"{a.image_range:g})", "",
-                  "| radius | adversarial (PGD) | random (no_adversarial) |", "|---|---|---|"]
+                  "| radius | adversarial (PGD) | DC | random (no_adversarial) | DC |",
+                  "|---|---|---|---|---|"]
         grid = sorted({*options.radii, a.radius, *([a.random_radius] if a.random_radius else [])})
         for radius in grid:
-            adv = attacked_psnr(hr, _resolve(profile), radius, "adversarial", options.seed)
-            rnd = attacked_psnr(hr, _resolve(profile), radius, "random", options.seed)
-            lines.append(f"| {_mark(radius, a)} | {summary(adv)} | {summary(rnd)} |")
+            adv, adv_dc = attacked_stats(hr, _resolve(profile), radius, "adversarial",
+                                         options.seed)
+            rnd, rnd_dc = attacked_stats(hr, _resolve(profile), radius, "random", options.seed)
+            lines.append(f"| {_mark(radius, a)} | {summary(adv)} | {_pct(adv_dc)} | "
+                         f"{summary(rnd)} | {_pct(rnd_dc)} |")
     if options.units:
         profile = options.profiles[-1]
         hr = crops[registry.resolve_config("and", profile).scale]

@@ -55,6 +55,15 @@ def test_calibrate_cli_writes_the_table(tmp_path: Path) -> None:
     assert main(["calibrate", "and", "--profiles", "smoke", "--radii", "0.01", "--crops", "1",
                  "--patch", "32", "--no-units", "--out", str(out)]) == 0
     text = out.read_text()
-    for needle in ("suite `jpeg`", "all 5 suites pooled", "Profile `smoke`", "| 0.01 |",
-                   "| 0.017 (PGD default) |", "| 1.8 (random default) |"):
+    for needle in ("suite `jpeg`", "all 5 suites pooled", "Profile `smoke`", "| 0.01 | ",
+                   "| 0.017 (PGD default) | ", "| 1.8 (random default) | ", "| DC |"):
         assert needle in text
+
+
+def test_dc_share_separates_colour_shifts_from_noise() -> None:
+    from robustsr_bench.calibrate import dc_share
+
+    shift = torch.zeros(1, 3, 8, 8) + torch.tensor([0.1, -0.05, 0.02]).view(1, 3, 1, 1)
+    assert dc_share(shift) == pytest.approx(1.0)
+    noise = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert dc_share(noise - noise.mean((2, 3), keepdim=True)) < 1e-12
