@@ -153,6 +153,21 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="redo it even if this file was scored")
 
 
+def _calibrate_args(p: argparse.ArgumentParser) -> None:
+    """Defaults live in ``robustsr_bench.calibrate.CalibrationOptions``; the help repeats them."""
+    p.add_argument("method", choices=("and",), help="the method whose budget is calibrated")
+    p.add_argument("--radii", help="comma-separated PGD radii (default "
+                   "0.003,0.01,0.015,0.02,0.03,0.04,0.1,1,1.5,2,20)")
+    p.add_argument("--profiles", help="comma-separated profiles (default smoke,paper)")
+    p.add_argument("--crops", type=int, help="HR crops of the training photos (default 8)")
+    p.add_argument("--patch", type=int, help="HR crop side in px (default 64)")
+    p.add_argument("--seed", type=int, help="crop and attack seed (default 0)")
+    p.add_argument("--no-units", dest="units", action="store_false",
+                   help="skip the table of norm parameterisations at the paper's radius 20")
+    p.add_argument("--out", default="results/calibration_and.md",
+                   help="markdown file to write (default results/calibration_and.md)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustsr_bench", description=(
         "Benchmark and ablation harness for robust real-world super-resolution."))
@@ -181,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(spandrel) on the profile's suites; a run record for report"))
     _bench_args(sub.add_parser("bench", help="time every method's training step relative to "
                                "clean ESRGAN, memory, inference MP/s, loader images/s"))
+    _calibrate_args(sub.add_parser("calibrate", help="AND: attacked-LR PSNR per PGD radius next "
+                                   "to the eval suites' LR PSNR (into results/)"))
     for command in sub.choices.values():
         command.add_argument("--configs", action="append", default=[], metavar="DIR",
                              help="a folder with your own suites/, sweeps/, methods/, "
@@ -338,9 +355,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_command(vars(args), parse_overrides(args.overrides), Path(args.out))
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .calibrate import calibrate_command
+
+    return calibrate_command(args.method, {k: getattr(args, k) for k in (
+        "radii", "profiles", "crops", "patch", "seed", "units")}, Path(args.out))
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "weights": cmd_weights,
             "sweep": cmd_sweep, "status": cmd_status, "data": cmd_data, "bench": cmd_bench,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "calibrate": cmd_calibrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,11 +11,20 @@ import torch.nn.functional as F
 import yaml
 from torchvision.models import vgg19
 
-from robustsr_bench.methods.and_degradation import AND, DegradationNet, antialias_downsample, binomial_kernel
+import numpy as np
+
+from robustsr_bench.methods.and_degradation import (
+    AND,
+    DegradationNet,
+    antialias_downsample,
+    binomial_kernel,
+    identity_downsample,
+)
 from robustsr_bench.methods.base import Batch, Modules, TrainContext
 from robustsr_bench import plan, registry, runner
 from robustsr_bench.attacks import group_l2_norm, group_l2_pgd, random_group_l2
 from robustsr_bench.cli import main
+from robustsr_bench.data.degradations import apply_ops, bicubic_resize, imresize
 from robustsr_bench.errors import ConfigError, MissingWeightsError
 from robustsr_bench.nets.rrdbnet import RRDBNet
 from robustsr_bench.results import RunDir
@@ -76,31 +85,70 @@ def trained() -> tuple[RRDBNet, DegradationNet]:
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_identity_f_is_the_antialiased_downsampler(scale: int) -> None:
+@pytest.mark.parametrize("pool", ["bicubic", "blurpool"])
+def test_identity_f_is_its_pooling_layer(scale: int, pool: str) -> None:
+    """F at theta_id is exactly its downsampler; with ``bicubic`` that is the suites' bicubic."""
     torch.manual_seed(scale)
-    net = DegradationNet(scale)
-    for _ in range(10):
+    net = DegradationNet(scale, pool=pool)
+    for _ in range(5):
         x = torch.rand(1, 3, 24, 24)
         y = net.apply(net.initial_parameters(), x, net.sample_noise(x))
         assert y.shape == (1, 3, 24 // scale, 24 // scale)
-        torch.testing.assert_close(y, antialias_downsample(x, scale), atol=2e-6, rtol=0)
-    net64 = DegradationNet(scale).double()
-    for _ in range(3):
-        x = torch.rand(1, 3, 12, 12, dtype=torch.float64)
+        ref = identity_downsample(x, scale, pool).clamp(0, 1)
+        torch.testing.assert_close(y, ref, atol=2e-6, rtol=0)
+        if pool == "bicubic":
+            torch.testing.assert_close(y, bicubic_resize(x, scale_factor=1 / scale), atol=2e-6,
+                                       rtol=0)
+    x = torch.rand(1, 3, 12, 12, dtype=torch.float64)
+    for head in (None, 2):  # the smoke profile's shorter head is an identity too
+        net64 = DegradationNet(scale, pool=pool, clamp_output=False, head_blocks=head).double()
+        assert len(net64.head) == (head or 5) and len(net64.tail) == 5
         y = net64.apply(net64.initial_parameters(), x, net64.sample_noise(x))
-        torch.testing.assert_close(y, antialias_downsample(x, scale), atol=1e-12, rtol=0)
+        torch.testing.assert_close(y, identity_downsample(x, scale, pool), atol=1e-12, rtol=0)
 
 
-def test_downsampler_is_avgpool_then_binomial_blur() -> None:
-    assert torch.allclose(binomial_kernel(4)[0] * 64, torch.tensor([1., 3, 3, 1], dtype=torch.float64))
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("pool", ["bicubic", "blurpool"])
+def test_identity_f_samples_the_suites_bicubic_grid(scale: int, pool: str) -> None:
+    """An HR impulse lands on the same LR pixel under F's identity and the suites' downscale,
+    and every interior LR pixel's weights over the HR are centred where bicubic's are."""
+    net = DegradationNet(scale, channels=8, pool=pool, clamp_output=False).double()
+    side = 8 * scale
+    col = side // 2 // scale
+    f_rows, b_rows = [], []
+    for pos in range(side):
+        hr = torch.zeros(1, 3, side, side, dtype=torch.float64)
+        hr[..., pos, side // 2] = 1.0
+        f = net.apply(net.initial_parameters(), hr, net.sample_noise(hr))[0, 0, :, col]
+        bic = imresize(hr, scale_factor=1 / scale)[0, 0, :, col]
+        suite = apply_ops(hr, [{"op": "downscale"}], scale, np.random.default_rng(0))
+        if scale <= pos < side - scale:
+            assert int(f.argmax()) == int(bic.argmax()) == int(suite[0, 0, :, col].argmax())
+        f_rows.append(f)
+        b_rows.append(bic)
+    f_w, b_w = torch.stack(f_rows, 1), torch.stack(b_rows, 1)  # LR x HR weights
+    coords = torch.arange(side, dtype=torch.float64)
+    for i in range(2, side // scale - 2):
+        centre = scale * i + (scale - 1) / 2
+        assert abs(float((f_w[i] * coords).sum() / f_w[i].sum()) - centre) < 1e-9
+        assert abs(float((b_w[i] * coords).sum() / b_w[i].sum()) - centre) < 1e-9
+
+
+def test_blurpool_is_avgpool_then_binomial_blur() -> None:
+    assert torch.allclose(binomial_kernel(5)[0] * 256,
+                          torch.tensor([1., 4, 6, 4, 1], dtype=torch.float64))
     x = torch.rand(1, 2, 16, 16)
     flat = antialias_downsample(torch.full_like(x, 0.3), 4)
     torch.testing.assert_close(flat, torch.full((1, 2, 4, 4), 0.3))
-    # interior pixel by hand: avg-pool 4 (pad 1 left) then [1,3,3,1]^2/64 with stride 4 (pad 1)
-    pooled = F.avg_pool2d(F.pad(x, (1, 2, 1, 2), mode="reflect"), 4, stride=1)
-    k = binomial_kernel(4).float()
+    # interior pixel i=1 by hand: avg-pool over HR rows j..j+3, binomial over j = 4i-2 .. 4i+2,
+    # i.e. centred on HR coordinate 4i + 1.5 (bicubic's)
+    k = binomial_kernel(5).float()
+    pooled = torch.stack([torch.stack([x[0, :, r:r + 4, c:c + 4].mean((-1, -2))
+                                       for c in range(2, 7)]) for r in range(2, 7)])
     assert torch.allclose(antialias_downsample(x, 4)[0, :, 1, 1],
-                          (pooled[0, :, 3:7, 3:7] * k).sum((-1, -2)), atol=1e-6)
+                          (pooled * k[..., None]).sum((0, 1)), atol=1e-6)
+    with pytest.raises(ConfigError, match="degradation.blur_size"):
+        _cfg(**{"degradation.blur_size": 4})
 
 
 def test_identity_init_structure_fresh_and_fast() -> None:
@@ -129,7 +177,7 @@ def test_xavier_init_is_far_from_identity() -> None:
     net = DegradationNet(4, channels=16)
     x = _smooth_images(2)
     y = net.apply(net.initial_parameters("xavier"), x, net.sample_noise(x))
-    assert (y - antialias_downsample(x, 4)).abs().mean() > 0.05
+    assert (y - identity_downsample(x, 4)).abs().mean() > 0.05
 
 
 # -- the parameter-space attack ----------------------------------------------------------------
@@ -163,7 +211,7 @@ def test_pgd_stays_in_ball_keeps_slopes_valid_and_raises_loss(trained) -> None:
     hr = _smooth_images(2)
     torch.manual_seed(3)
     deg = method.degrade(hr, modules, _ctx(cfg))
-    w = _weights(net)
+    w = net.norm_weights(cfg.attack)
     assert float(group_l2_norm({k: deg.theta0[k] - deg.theta0[k] for k in w}, w)) == 0
     assert float(group_l2_norm({k: deg.theta[k] - deg.theta0[k] for k in w}, w)) <= 20 + 1e-4
     slopes = torch.cat([v for k, v in deg.theta.items() if k.endswith(".slope")])
@@ -178,7 +226,8 @@ def test_pgd_stays_in_ball_keeps_slopes_valid_and_raises_loss(trained) -> None:
 
 def test_adversarial_beats_a_random_deviation_of_the_same_size(trained) -> None:
     g, _ = trained
-    small = {"degradation.channels": 8, "attack.radius": 0.003, "attack.step": 0.001}
+    small = {"degradation.channels": 8, "attack.radius": 0.01, "attack.step": 0.003,
+             "attack.random_radius": 0.01}
     hr, losses = _smooth_images(2), {}
     for ablation in ("", "no_adversarial"):
         cfg = _cfg(ablation, **small)
@@ -213,18 +262,56 @@ def test_attack_leaves_g_untouched_and_rebuilds_f_every_step() -> None:
     assert first.shape == (2, 3, 8, 8) and not first.requires_grad
 
 
+def test_norm_units_per_layer_xavier_and_8bit() -> None:
+    """The ball's units: conv kernels in Xavier std of their layer, biases and noise strengths
+    in 8-bit levels, slopes as they are; ``raw`` / ``image_range: 1`` give the plain weights."""
+    cfg = _cfg(**{"degradation.channels": 8})
+    net = _modules(cfg).aux["degradation"]
+    w = net.norm_weights(cfg.attack)
+    assert w["head.0.conv.weight"] == pytest.approx(1 / (2 / (3 + 8)) ** 0.5)
+    assert w["tail.1.conv.weight"] == pytest.approx(1 / (2 / 16) ** 0.5)
+    assert w["last.weight"] == pytest.approx(1 / (2 / (8 + 3)) ** 0.5)
+    assert w["head.0.conv.bias"] == pytest.approx(255.0)
+    assert w["head.0.noise.strength"] == pytest.approx(2550.0)
+    assert w["head.0.act.slope"] == pytest.approx(50.0)
+    raw = _cfg(**{"degradation.channels": 8, "attack.conv_norm": "raw", "attack.image_range": 1})
+    assert net.norm_weights(raw.attack) == _weights(net)
+    with pytest.raises(ConfigError, match="attack.conv_norm"):
+        _cfg(**{"attack.conv_norm": "layer"})
+
+
+def test_no_adversarial_uses_its_matched_random_radius() -> None:
+    cfg = _cfg("no_adversarial", **{"degradation.channels": 8, "attack.radius": 0.01,
+                                    "attack.random_radius": 0.5})
+    modules = _modules(cfg)
+    net = modules.aux["degradation"]
+    torch.manual_seed(0)
+    deg = AND().degrade(_smooth_images(1), modules, _ctx(cfg))
+    w = net.norm_weights(cfg.attack)
+    norm = float(group_l2_norm({k: deg.theta[k] - deg.theta0[k] for k in w}, w))
+    assert 0.45 < norm <= 0.5 + 1e-6  # slopes clamped into [0, 1] can only shorten it
+    smoke = registry.resolve_config("and", "smoke", "no_adversarial").attack
+    assert (smoke.mode, smoke.random_radius) == ("random", 1.8)
+
+
 # -- ablations and config ----------------------------------------------------------------------
 
 
 def test_bicubic_ablations() -> None:
-    batch = Batch(_smooth_images(2, 8), _smooth_images(2))
+    """``classical`` trains on F's identity LR (the suites' bicubic), not on the loader's LR."""
+    hr = _smooth_images(2)
+    batch = Batch(torch.rand(2, 3, 8, 8), hr)
     cfg = _cfg("classical")
     assert AND().build_aux(cfg, torch.device("cpu")) == {}
-    assert torch.equal(AND().make_inputs(batch, _modules(cfg), _ctx(cfg)).lq, batch.lq)
+    lq = AND().make_inputs(batch, _modules(cfg), _ctx(cfg)).lq
+    torch.testing.assert_close(lq, bicubic_resize(hr, scale_factor=1 / 4), atol=1e-6, rtol=0)
+    net = _modules(_cfg()).aux["degradation"]
+    torch.testing.assert_close(lq, net.apply(net.initial_parameters(), hr, net.sample_noise(hr)),
+                               atol=2e-6, rtol=0)
     cfg = _cfg("no_neural_degradation")
     torch.manual_seed(0)
-    lq = AND().make_inputs(batch, _modules(cfg), _ctx(cfg)).lq
-    delta = (lq - batch.lq).abs()
+    lq_noise = AND().make_inputs(batch, _modules(cfg), _ctx(cfg)).lq
+    delta = (lq_noise - lq).abs()
     assert 0 < delta.max() <= cfg.attack.noise_eps + 1e-6
 
 
@@ -236,8 +323,10 @@ def test_ablation_and_variant_settings() -> None:
     assert AND().needs_perceptual(gan) and not AND().needs_perceptual(_cfg())
     assert _cfg().train.init == "baseline" and _cfg().loss.mode == "psnr"
     paper, smoke = (registry.resolve_config("and", p).attack for p in ("paper", "smoke"))
-    assert (paper.radius, paper.step) == (20.0, 6.0), "the published ball"
-    assert (smoke.radius, smoke.step) == (0.001, 0.0003), "smoke's documented calibration"
+    for a in (paper, smoke):  # calibrated radii keep the paper's step / radius ratio 6 / 20
+        assert a.step == pytest.approx(a.radius * 6 / 20)
+    assert paper.random_radius == 20.0, "no_adversarial at 64 channels: the published radius"
+    assert (paper.conv_norm, paper.image_range) == ("per_layer", 255.0)
     with pytest.raises(ConfigError, match="both set degradation.kind"):
         _cfg("classical+no_neural_degradation")
     with pytest.raises(ConfigError, match="degradation.slope_range"):

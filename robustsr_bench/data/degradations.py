@@ -22,7 +22,7 @@ keep]`` (Real-ESRGAN's way of drawing a factor: up in [1, hi], down in [lo, 1], 
 ``base: input|target`` (scale the current size, or the final LR size as Real-ESRGAN's second
 stage does).
 
-Two resizes on purpose: ``downscale`` is MATLAB-like antialiased bicubic (the literature's
+Two resizes on purpose: ``downscale`` is MATLAB's antialiased bicubic ``imresize`` (the literature's
 "bicubic LR"), while ``resize``/``resize_to_target`` call ``F.interpolate`` without antialiasing,
 as Real-ESRGAN does, because its aliasing is part of the degradation it models.
 
@@ -33,6 +33,7 @@ so LR made on the fly equals LR saved to (and reloaded from) a PNG suite.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -106,16 +107,64 @@ def _scaled_size(x: Tensor, factor: float) -> tuple[int, int]:
 
 def bicubic_resize(x: Tensor, scale_factor: float | None = None,
                    size: tuple[int, int] | None = None) -> Tensor:
-    """Antialiased bicubic resize (MATLAB ``imresize``-like when downscaling), clamped to [0, 1].
+    """MATLAB ``imresize(x, ..., 'bicubic')`` (antialiased when downscaling), clamped to [0, 1].
 
     The output size is computed here (not by ``F.interpolate``) so that ``scale_factor=1/3`` of a
     99-pixel side gives 33, not 32 from floating-point rounding.
     """
+    return imresize(x, scale_factor, size).clamp(0.0, 1.0)
+
+
+def imresize(x: Tensor, scale_factor: float | None = None,
+             size: tuple[int, int] | None = None) -> Tensor:
+    """MATLAB's bicubic ``imresize`` on float NCHW, unclamped and differentiable (any channels).
+
+    Standard LR benchmark sets are made with it, so it is matched exactly, borders included:
+    MATLAB mirrors the kernel's out-of-range taps (``symmetric`` indices) where torch's antialias
+    path truncates and renormalises, which moved the outer 2 LR pixels by up to 12/255. Each axis
+    is one dense ``out x in`` matrix (:func:`imresize_matrix`), applied rows then columns.
+    """
     if (scale_factor is None) == (size is None):
         raise ValueError("bicubic_resize needs exactly one of scale_factor or size")
-    out_size = tuple(size) if size is not None else _scaled_size(x, float(scale_factor))
-    out = F.interpolate(x, size=out_size, mode="bicubic", antialias=True, align_corners=False)
-    return out.clamp(0.0, 1.0)
+    h, w = x.shape[-2:]
+    out_h, out_w = tuple(size) if size is not None else _scaled_size(x, float(scale_factor))
+    sh, sw = ((out_h / h, out_w / w) if size is not None
+              else (float(scale_factor), float(scale_factor)))
+    mh = imresize_matrix(h, out_h, sh).to(x.device, x.dtype)
+    mw = imresize_matrix(w, out_w, sw).to(x.device, x.dtype)
+    return torch.matmul(torch.matmul(mh, x), mw.t())
+
+
+@functools.lru_cache(maxsize=64)
+def imresize_matrix(in_len: int, out_len: int, scale: float) -> Tensor:
+    """MATLAB ``imresize``'s ``contributions`` for one axis as an ``out_len x in_len`` matrix.
+
+    Output pixel ``i`` (1-based) sits at input coordinate ``u = i/scale + (1 - 1/scale)/2``; when
+    downscaling the cubic kernel (a = -0.5) is stretched by ``1/scale`` (antialiasing); weights
+    are normalised to sum 1, and taps outside ``[1, in_len]`` are mirrored back
+    (``[1..n, n..1]``), accumulating on the mirrored pixel. float64; callers cast.
+    """
+    width = 4.0 / scale if scale < 1 else 4.0
+    stretch = scale if scale < 1 else 1.0
+    u = torch.arange(1, out_len + 1, dtype=torch.float64) / scale + 0.5 * (1 - 1 / scale)
+    left = torch.floor(u - width / 2)
+    taps = math.ceil(width) + 2
+    idx = left[:, None] + torch.arange(taps, dtype=torch.float64)[None]
+    weights = stretch * _cubic(stretch * (u[:, None] - idx))
+    weights = weights / weights.sum(1, keepdim=True)
+    mirror = torch.cat([torch.arange(in_len), torch.arange(in_len - 1, -1, -1)])
+    cols = mirror[(idx.long() - 1) % (2 * in_len)]
+    matrix = torch.zeros(out_len, in_len, dtype=torch.float64)
+    matrix.scatter_add_(1, cols, weights)
+    return matrix
+
+
+def _cubic(x: Tensor) -> Tensor:
+    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's ``cubic``)."""
+    ax = x.abs()
+    near = (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
+    far = (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return near + far
 
 
 def _interpolate(x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
