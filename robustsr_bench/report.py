@@ -30,7 +30,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .config import training_hash
-from .errors import ConfigError
+from .errors import ConfigError, NothingToReport
 from .results import RunDir
 
 log = logging.getLogger("robustsr_bench")
@@ -772,13 +772,24 @@ def readme(report: Report, sections: dict[str, str]) -> str:
 def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = True) -> list[Path]:
     """Write tables (md/tex/csv), figures, grids, ``records.csv`` and ``README.md`` into ``out``.
 
-    Returns the text files written (what ``--check`` compares). Temp files a killed report left
-    behind (``.<name>.*.tmp``, see ``results.atomic_path``) are removed first, so they never end
-    up committed with the results.
+    Returns the text files written (what ``--check`` compares). When no finished record
+    matches the filters nothing is written and :class:`NothingToReport` names the folder
+    searched: an empty or wrong ``--workdir`` must never replace a committed report with an
+    empty one. Otherwise only the files the report regenerates are replaced, each atomically;
+    temp files a killed report left behind (``.<name>.*.tmp``, see ``results.atomic_path``) are
+    removed, so they never end up committed with the results.
     """
+    records = load_records(Path(root), options.include_stale)
+    if select(records.frame, options.sweep, options.methods, options.profile).empty:
+        skipped = f"; {len(records.skipped)} not shown (unfinished, failed or stale)" \
+            if records.skipped else ""
+        raise NothingToReport(f"no finished run record under {Path(root) / 'runs'} matches "
+                              f"profile={options.profile}"
+                              f"{' sweep=' + options.sweep if options.sweep else ''}"
+                              f"{' method=' + ','.join(options.methods) if options.methods else ''}"
+                              f"{skipped}; {out} left unchanged (--workdir DIR: where the runs are)")
     for stray in Path(out).rglob(".*.tmp"):
         stray.unlink(missing_ok=True)
-    records = load_records(Path(root), options.include_stale)
     report = ReportBuilder(records, options, Path(root), Path(out), draw).build()
     written: list[Path] = []
     sections = {}
@@ -790,8 +801,6 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
     written.append(_write(Path(out) / "records.csv", report.shown.drop(columns="path").to_csv(
         index=False, lineterminator="\n")))
     written.append(_write(Path(out) / "README.md", readme(report, sections)))
-    if not report.tables:
-        log.warning("no table could be built: no finished records match the filters")
     return written
 
 

@@ -16,13 +16,15 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
 import yaml
 
 from .config import config_hash, dump_yaml
 from .errors import UserError
+
+if TYPE_CHECKING:  # pandas is imported where used: `list` and `--help` stay instant
+    import pandas as pd
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 METRIC_COLUMNS = ["run_id", "method", "ablation", "profile", "seed", "suite", "image", "metric",
@@ -69,9 +71,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
 
     A crash (or a full disk) leaves the old file untouched and only a stray ``.tmp`` behind.
+    ``mkstemp`` creates the file 0600 whatever the umask; it gets the mode a plain ``open``
+    would give (0644 under umask 022), so colleagues can read the results as they can
+    ``train.log``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -81,6 +87,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         if isinstance(exc, OSError) and exc.errno == 28:
             raise UserError(f"{path}: disk full while writing; the previous file is intact") from None
         raise
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -133,6 +146,8 @@ class RunDir:
         atomic_write_text(self.path / "metrics.csv", frame.to_csv(index=False))
 
     def read_metrics(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_csv(self.path / "metrics.csv")
 
     def write_summary(self, summary: dict[str, Any]) -> None:

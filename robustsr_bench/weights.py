@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, MissingWeightsError, UserError
+from .results import current_umask
 
 log = logging.getLogger("robustsr_bench")
 
@@ -351,6 +352,7 @@ def _install(w: WeightFile, obtain: Callable[[Path], None]) -> FileStatus:
     """``obtain`` writes a temp file next to the target; it is verified, then renamed in place."""
     w.path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=w.filename + ".", suffix=".part", dir=w.path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it 0600 whatever the umask
     os.close(fd)
     tmp = Path(name)
     try:
