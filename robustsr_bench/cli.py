@@ -173,12 +173,15 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import distributed, registry, results, runner
+    from . import registry, results
+
+    root = results.workdir(args.workdir)
+    results.check_workdir(root)  # before the heavy imports: a typo answers at once
+    overrides = _overrides(args)
+    cfg = registry.resolve_config(args.method, args.profile, args.ablation, args.seed, overrides)
+    from . import distributed, runner
     from .report import run_table
 
-    cfg = registry.resolve_config(args.method, args.profile, args.ablation, args.seed,
-                                  _overrides(args))
-    root = results.workdir(args.workdir)
     run = distributed.execute(cfg, root, force=args.force)
     if run is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0

@@ -246,7 +246,9 @@ def execute(cfg: Any, root: Path, force: bool = False) -> Any:
     started, or in ``runtime.world_size`` processes spawned here. Returns the run's directory
     on rank 0 and None on the other ranks (which must not report)."""
     from . import runner
+    from .trainer import check_device
 
+    check_device(cfg.runtime.device)  # before any process group or spawned rank needs it
     world = wanted_world_size(cfg)
     if world > 1:
         local_batch(cfg.train.batch_size, world)

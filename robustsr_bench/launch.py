@@ -337,6 +337,9 @@ def run_status(state: SweepState, rid: str, job: dict[str, Any] | None,
     log_path = marker.get("log") or (job or {}).get("stderr", "")
     if marker.get("state") == "failed":
         return RunStatus(rid, "failed", job_id, log_path, marker.get("error", ""))
+    recorded = run.read_summary()
+    if recorded.get("status") == "failed" and marker.get("state") != "running":
+        return RunStatus(rid, "failed", job_id, log_path, recorded.get("reason", ""))
     if job is None:
         return RunStatus(rid, "not submitted")
     if sched in ("failed", "ended") and not run.is_done():  # re-read: it may just have finished

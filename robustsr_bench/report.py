@@ -185,6 +185,8 @@ def _read_run(path: Path, include_stale: bool) -> tuple[pd.DataFrame | None, dic
         return None, {}, "unfinished (no summary.json)"
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None, {}, "summary.json is not valid JSON"
+    if isinstance(summary, dict) and summary.get("status") == "failed":
+        return None, {}, f"failed: {summary.get('reason') or 'no reason recorded'}"
     if not isinstance(summary, dict) or summary.get("status") != "done":
         return None, {}, f"status is {summary.get('status') if isinstance(summary, dict) else None!r}, not 'done'"
     missing = [k for k in ("method", "ablation", "profile", "seed") if k not in summary]

@@ -36,6 +36,26 @@ def workdir(override: str | os.PathLike | None = None) -> Path:
     return Path(override or os.environ.get("ROBUSTSR_WORKDIR") or "work")
 
 
+def check_workdir(root: str | os.PathLike) -> None:
+    """``--workdir`` must be a writable folder, or one that can be created; checked before any
+    run starts, and without leaving anything behind (a folder created to try is removed)."""
+    path = Path(root)
+    hint = "choose another with --workdir DIR (or $ROBUSTSR_WORKDIR)"
+    if path.exists() and not path.is_dir():
+        raise UserError(f"work dir {path} is a file, not a folder; {hint}")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"work dir {path} is not writable; {hint}")
+        return
+    created = [p for p in [path, *path.parents] if not p.exists()]
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"work dir {path} cannot be created ({exc.strerror}); {hint}") from None
+    for folder in created:  # deepest first: leave the file system as it was
+        folder.rmdir()
+
+
 def safe_name(name: str, what: str = "run name") -> str:
     """Refuse names that could escape the runs folder (``../x``, ``/abs``, empty)."""
     if not _SAFE.match(name) or ".." in name:

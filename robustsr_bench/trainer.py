@@ -54,6 +54,27 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_device(name: str) -> None:
+    """``runtime.device`` names a device this machine has (the syntax is checked in config)."""
+    import warnings
+
+    if name in ("auto", "cpu"):
+        return
+    with warnings.catch_warnings():  # torch warns when CUDA has no driver; our line says it
+        warnings.simplefilter("ignore")
+        if name.startswith("cuda"):
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(name.partition(":")[2] or 0)
+            if count == 0:
+                raise UserError(f"--device {name}: no CUDA GPU is available on this machine; "
+                                f"use --device cpu (or auto)")
+            if index >= count:
+                raise UserError(f"--device {name}: this machine has {count} GPU(s), "
+                                f"cuda:0..cuda:{count - 1}")
+        elif name == "mps" and not torch.backends.mps.is_available():
+            raise UserError("--device mps: Apple MPS is not available here; use --device cpu")
+
+
 def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**63)
 

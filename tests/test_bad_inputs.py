@@ -218,8 +218,15 @@ KEYS = st.from_regex(r"[a-z_]{1,8}(\.[a-z_]{1,8}){0,3}", fullmatch=True)
 
 @given(KEYS, st.text(max_size=40))
 def test_override_parser_keeps_key_and_whole_value(key, value):
-    """``key=value`` splits at the first ``=``; the value is parsed and never raises."""
-    assert parse_overrides([f"{key}={value}"]) == {key: parse_value(value)}
+    """``key=value`` splits at the first ``=``; the value is parsed, and only a fraction over
+    zero (``1/0``) is refused, in one line naming the key."""
+    try:
+        expected = parse_value(value)
+    except ConfigError:
+        with pytest.raises(ConfigError, match=f"--set {key}: .* divides by zero"):
+            parse_overrides([f"{key}={value}"])
+    else:
+        assert parse_overrides([f"{key}={value}"]) == {key: expected}
 
 
 @given(st.text(max_size=40).filter(lambda t: "=" not in t or not t.partition("=")[0].strip()))

@@ -24,7 +24,7 @@ import numpy as np
 from .. import registry
 from ..errors import ConfigError, DataError
 from ..results import atomic_write_text, current_umask
-from .degradations import apply_ops, mod_crop, realesrgan_ops
+from .degradations import apply_ops, mod_crop, realesrgan_ops, validate_ops
 from .io import load_image, save_image, to_tensor
 
 FORMAT_VERSION = 1
@@ -49,6 +49,13 @@ def suite_ops(name: str) -> list[dict]:
         raise ConfigError(f"suite '{name}': 'ops' must be a list of degradation steps or "
                           f"'realesrgan'")
     return ops
+
+
+def check_suite(name: str) -> None:
+    """A suite's file exists and every op of its pipeline is valid (before any training)."""
+    spec = registry.suite(name)
+    if not spec.get("dataset") and not spec.get("lr_dir"):
+        validate_ops(suite_ops(name), f"suite '{name}' ops")
 
 
 def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Path:
