@@ -21,7 +21,8 @@ from methods.base import Method
 from . import __version__, distributed, registry, weights
 from .config import config_hash, flatten, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on
-from .errors import ConfigError
+from .errors import ConfigError, DataError
+from .data.datasets import size_problem, train_pairs
 from .data.io import load_image
 from .data.suites import check_suite, min_eval_side
 from .evaluate import eval_images, evaluate
@@ -115,7 +116,28 @@ def validate(cfg: Any, root: Path) -> tuple[Method, dict[str, Path]]:
     for suite in cfg.eval.suites:  # a misspelt suite or op fails now, not after hours of training
         check_suite(suite)
     check_eval_images(cfg)
+    if method.trains:
+        check_train_images(cfg)
     return method, weights.require(needed_weights(cfg, method))
+
+
+def check_train_images(cfg: Any) -> None:
+    """The training set exists; a folder of the user's own images (``data.train: folder``) is
+    decoded in full, so that a broken or too small file fails now, not when the sampler first
+    draws it hours into training (registered datasets have ``data verify`` for that)."""
+    pairs = train_pairs(cfg)
+    if cfg.data.train != "folder":
+        return
+    for pair in pairs:
+        hr = load_image(pair.hr)
+        h, w = hr.shape[:2]
+        if min(h, w) < cfg.train.patch_size:
+            raise DataError(f"{pair.hr}: image is {w}x{h}, smaller than "
+                            f"train.patch_size={cfg.train.patch_size}")
+        problem = size_problem(pair, hr.shape, load_image(pair.lr).shape, cfg.scale) \
+            if pair.lr else None
+        if problem:
+            raise DataError(problem)
 
 
 def check_eval_images(cfg: Any) -> None:
