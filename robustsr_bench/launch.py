@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, fields
@@ -371,6 +372,7 @@ def wait(root: Path, name: str, poll_s: float = 2.0, timeout_s: float | None = N
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     statuses = sweep_status(root, name)
+    progress = progress and sys.stderr.isatty()  # a file or pipe gets no carriage returns
     with tqdm(total=len(statuses), desc=name, unit="run", disable=not progress) as bar:
         while True:
             statuses = sweep_status(root, name)

@@ -195,3 +195,18 @@ def test_failed_run_before_any_checkpoint_leaves_no_folder(tiny, tmp_path, monke
     root = tmp_path / "work"
     assert main(["run", "--workdir", str(root), *as_set_args(tiny)]) == 2
     assert [p.name for p in (root / "runs").iterdir() if not p.name.startswith(".")] == []
+
+
+def test_progress_on_a_pipe_is_log_lines(tiny, tmp_path):
+    """stderr to a file (Slurm, CI): no carriage returns, one line every log_every steps and
+    one per evaluation suite, each on its own line."""
+    overrides = {**tiny, "runtime.progress": True, "runtime.log_every": 2,
+                 "eval.suites": ["clean", "gaussian_noise"]}
+    proc, log = _start(["run", *as_set_args(overrides)], tmp_path / "work", tmp_path, "pipe")
+    assert proc.wait(timeout=300) == 0, log.read_text()[-2000:]
+    text = log.read_text()
+    assert "\r" not in text
+    lines = text.splitlines()
+    steps = [line for line in lines if " step " in line and "it/s)" in line]
+    assert [line.split(" step ")[1].split()[0] for line in steps] == ["2/4", "4/4"], steps
+    assert any(line.endswith("evaluating suite 2/2 gaussian_noise") for line in lines)
