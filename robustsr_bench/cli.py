@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -174,10 +175,14 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import registry, results
+    from .config import check_device_name
 
     root = results.workdir(args.workdir)
     results.check_workdir(root)  # before the heavy imports: a typo answers at once
+    if args.device:
+        check_device_name(args.device)
     overrides = _overrides(args)
+    registry.precheck_config(args.method, args.profile, args.ablation, args.seed, overrides)
     cfg = registry.resolve_config(args.method, args.profile, args.ablation, args.seed, overrides)
     from . import distributed, runner
     from .report import run_table
@@ -288,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `... | head`: the reader left; not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)

@@ -230,13 +230,18 @@ class RuntimeConfig:
     dist_timeout_min: float = 120.0
 
     def __post_init__(self) -> None:
-        check(bool(_DEVICE.match(self.device)), "runtime.device", self.device,
-              "auto, cpu, cuda, cuda:N or mps (--device)")
+        check_device_name(self.device)
         check(self.log_every >= 1, "runtime.log_every", self.log_every, "an integer >= 1")
         check(self.num_workers >= 0, "runtime.num_workers", self.num_workers, "an integer >= 0")
         check(self.world_size >= 1, "runtime.world_size", self.world_size, "an integer >= 1")
         check(self.dist_timeout_min > 0, "runtime.dist_timeout_min", self.dist_timeout_min,
               "a number > 0")
+
+
+def check_device_name(name: str) -> None:
+    """The spelling of ``runtime.device`` (whether this machine has it: ``trainer``)."""
+    check(bool(_DEVICE.match(name)), "runtime.device", name,
+          "auto, cpu, cuda, cuda:N or mps (--device)")
 
 
 @dataclass

@@ -20,10 +20,12 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import DataError
-from .datasets import Pair, list_images
+
+if TYPE_CHECKING:  # .datasets imports torch: `list datasets` and config checks stay instant
+    from .datasets import Pair
 
 DATA_ENV = "ROBUSTSR_DATA"
 SUB_SUFFIX = "_sub"
@@ -213,6 +215,8 @@ class Scan:
 
 def _images(folder: Path, recursive: bool, scan: Scan) -> list[Path] | None:
     """Image files of ``folder`` (sorted), or None after recording why there are none."""
+    from .datasets import list_images
+
     try:
         return list_images(folder, recursive)
     except DataError as exc:
@@ -243,6 +247,8 @@ def _by_id(files: list[Path], template: str, scale: int) -> dict[str, Path]:
 
 
 def _scan_part(root: Path, part: Part, scale: int, scan: Scan) -> None:
+    from .datasets import Pair
+
     hr_dir = root / part.hr.format(scale=scale) if part.hr else None
     lr_dir = root / part.lr.format(scale=scale) if part.lr else None
     hr_files = _images(hr_dir, part.recursive, scan) if hr_dir else None
@@ -307,6 +313,8 @@ def discover(name: str, root: Path, scale: int, split: str | None = None,
 
 def image_folder_or_dataset(ref: str, configured_root: str, scale: int) -> list[Path]:
     """HR images for ``eval.images``: a folder, or ``NAME[:SPLIT]`` of a registered dataset."""
+    from .datasets import list_images
+
     name, _, split = ref.partition(":")
     if not is_registered(name):
         return list_images(ref)
