@@ -49,11 +49,14 @@ def check_workdir(root: str | os.PathLike) -> None:
         return
     created = [p for p in [path, *path.parents] if not p.exists()]
     try:
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)  # exist_ok: ranks of one job check at once
     except OSError as exc:
         raise UserError(f"work dir {path} cannot be created ({exc.strerror}); {hint}") from None
     for folder in created:  # deepest first: leave the file system as it was
-        folder.rmdir()
+        try:
+            folder.rmdir()
+        except OSError:  # another process (a rank, a parallel job) is using it already
+            break
 
 
 def safe_name(name: str, what: str = "run name") -> str:
