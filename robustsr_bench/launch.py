@@ -273,9 +273,10 @@ class RunJob(submitit.helpers.Checkpointable):
         try:
             distributed.execute(self.spec.config(), Path(self.root))
         except Exception as exc:  # SystemExit (preemption requeue) is not a failure
-            if main:
+            if main:  # an input refused before training has no log: the error says it all
+                job_log = _job_log(run_log)
                 state.mark(rid, state="failed", error=f"{type(exc).__name__}: {exc}",
-                           log=_job_log(run_log))
+                           log=job_log if Path(job_log).is_file() else "")
             raise
         if main:
             state.clear_marker(rid)

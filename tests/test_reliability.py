@@ -189,6 +189,17 @@ def test_failed_run_is_marked_with_its_reason(tiny, tmp_path, caplog, monkeypatc
     caplog.clear()
     assert main(["report", "--workdir", str(root), "--out", str(tmp_path / "out")]) == 1
     assert "failed: NonFiniteLossError: loss l_pix is nan" in caplog.text
+    from robustsr_bench import launch  # `status`: the job ended, its record says why
+
+    rid = RunDir.for_config(cfg, root).run_id
+    status = launch.run_status(launch.SweepState(root, "manual"), rid,
+                               {"launcher": "local", "job_id": "1"}, "ended")
+    assert status.state == "failed" and "loss l_pix is nan" in status.error
+    assert "loss l_pix is nan" in launch.status_table([status])
+    monkeypatch.undo()  # the cause is gone: the next run resumes from the kept checkpoint
+    assert main(["run", "--workdir", str(root), *as_set_args(overrides)]) == 0
+    run = RunDir.for_config(cfg, root)
+    assert run.is_done() and "resumed" in (run.path / "train.log").read_text()
 
 
 def test_failed_run_before_any_checkpoint_leaves_no_folder(tiny, tmp_path, monkeypatch):
