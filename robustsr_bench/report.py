@@ -824,7 +824,10 @@ def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
-        write_report(root, fresh, options, draw=False)
+        try:
+            write_report(root, fresh, options, draw=False)
+        except NothingToReport as exc:  # name the folder the user gave, not the temp one
+            raise NothingToReport(str(exc).replace(str(fresh), str(out))) from None
         names = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
                  if p.suffix in TEXT_SUFFIXES}
         names |= {p.relative_to(out).as_posix() for p in Path(out).rglob("*")

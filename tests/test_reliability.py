@@ -40,6 +40,8 @@ def test_report_without_records_writes_nothing(tmp_path, capsys):
     assert len(err) == 1 and str(empty / "runs") in err[0] and "left unchanged" in err[0], err
     assert _snapshot(results) == before
     assert main(["report", "--workdir", str(empty), "--out", str(results), "--check"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{results} left unchanged" in err[0], err
     assert _snapshot(results) == before
 
 
