@@ -789,7 +789,8 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
                               f"profile={options.profile}"
                               f"{' sweep=' + options.sweep if options.sweep else ''}"
                               f"{' method=' + ','.join(options.methods) if options.methods else ''}"
-                              f"{skipped}; {out} left unchanged (--workdir DIR: where the runs are)")
+                              f"{skipped}; {out} left unchanged (--workdir DIR: where the runs "
+                              f"are)")
     for stray in Path(out).rglob(".*.tmp"):
         stray.unlink(missing_ok=True)
     report = ReportBuilder(records, options, Path(root), Path(out), draw).build()

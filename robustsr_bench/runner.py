@@ -219,7 +219,7 @@ def run_lock(run: RunDir) -> Iterator[None]:
 
 def _swap_in(new: Path, old: Path) -> None:
     """Replace ``old`` by the complete ``new`` folder: two renames, the old record kept until
-    the new one is in place (:func:`_recover_swap` finishes a swap that a crash cut between them)."""
+    the new one is in place (:func:`_recover_swap` finishes a swap that a crash cut in two)."""
     trash = new.with_name(new.name + ".old")
     if trash.exists():
         shutil.rmtree(trash)

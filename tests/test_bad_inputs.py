@@ -429,8 +429,8 @@ def _bad_checkpoint(kind: str, path: Path) -> Path:
 @pytest.mark.parametrize("kind, fragment", [
     ("text", "not a PyTorch checkpoint (expected a file written by torch.save"),
     ("empty", "empty file (0 bytes), not a PyTorch checkpoint"),
-    ("object", "a pickle that is not a plain state dict (it holds code or custom objects): "
-               "refused for safety"),
+    ("object", ("a pickle that is not a plain state dict (it holds code or custom objects): "
+                "refused for safety")),
     ("truncated", "a damaged PyTorch checkpoint (truncated or corrupt zip archive)"),
     ("raw_pickle", "a damaged or unsupported PyTorch checkpoint"),
 ])

@@ -74,7 +74,7 @@ def test_help_list_and_input_errors_import_no_torch(argv):
             "heavy = [m for m in ('torch', 'pandas', 'methods') if m in sys.modules]\n"
             "print('RC', rc, 'HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     assert "HEAVY []" in out.stdout, out.stdout[-500:] + out.stderr[-500:]
     assert f"RC {2 if argv[0] == 'run' else 0} " in out.stdout
 
@@ -84,9 +84,10 @@ def test_help_list_and_input_errors_import_no_torch(argv):
 def _start(argv: list[str], root: Path, tmp_path: Path, name: str,
            pause: str | None = None) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / f"{name}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "robustsr_bench", *argv],
-                            env=_env(root, tmp_path, pause), cwd=tmp_path,
-                            stdout=open(out, "wb"), stderr=subprocess.STDOUT)
+    with open(out, "wb") as sink:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "robustsr_bench", *argv],
+                                env=_env(root, tmp_path, pause), cwd=tmp_path,
+                                stdout=sink, stderr=subprocess.STDOUT)
     return proc, out
 
 
@@ -121,7 +122,8 @@ def test_concurrent_identical_runs_train_once(tiny, tmp_path):
     argv = ["run", *as_set_args(overrides)]
     procs = [_start(argv, root, tmp_path, f"p{i}") for i in range(2)]
     for proc, log in procs:
-        _wait_for(lambda: f"(pid {os.getpid()}) is computing this run" in log.read_text(), proc)
+        _wait_for(lambda log=log: f"(pid {os.getpid()}) is computing this run" in log.read_text(),
+                  proc)
     holder.release()
     for proc, _ in procs:
         assert proc.wait(timeout=300) == 0

@@ -38,7 +38,7 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
     files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files and found:
         raise DataError(f"{path}: no images among its {len(found)} files (e.g. "
-                        f"{sorted(found)[0].name}); expected {', '.join(IMAGE_SUFFIXES)} files")
+                        f"{min(found).name}); expected {', '.join(IMAGE_SUFFIXES)} files")
     if not files:
         raise DataError(f"{path}: empty folder (no {', '.join(IMAGE_SUFFIXES)} images)")
     return files
