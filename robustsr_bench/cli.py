@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -242,12 +243,20 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import results
+    from . import registry, results
+    from .config import check_device_name
+
+    root = results.workdir(args.workdir)
+    results.check_workdir(root)  # before the heavy imports: a typo answers at once
+    if args.device:
+        check_device_name(args.device)
+    overrides = _overrides(args)
+    registry.precheck_config(args.method, args.profile, args.ablation, args.seed, overrides)
     from .runview import parse_seeds, run_and_show
 
     seeds = parse_seeds(args.seeds, args.seed)
-    return run_and_show(args.method, args.profile, args.ablation, seeds, _overrides(args),
-                        results.workdir(args.workdir), args.force)
+    return run_and_show(args.method, args.profile, args.ablation, seeds, overrides, root,
+                        args.force)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -378,6 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `... | head`: the reader left; not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)

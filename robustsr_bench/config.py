@@ -33,6 +33,9 @@ from omegaconf import errors as oc_errors
 from .errors import ConfigError
 
 _FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
+# YAML 1.1 (PyYAML) reads ``1e12`` and ``1e-4`` as strings: it wants a dot in the mantissa.
+_EXPONENT = re.compile(r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def check(ok: bool, key: str, value: Any, valid: str) -> None:
@@ -223,9 +226,18 @@ class RuntimeConfig:
     dist_timeout_min: float = 120.0
 
     def __post_init__(self) -> None:
+        check_device_name(self.device)
+        check(self.log_every >= 1, "runtime.log_every", self.log_every, "an integer >= 1")
+        check(self.num_workers >= 0, "runtime.num_workers", self.num_workers, "an integer >= 0")
         check(self.world_size >= 1, "runtime.world_size", self.world_size, "an integer >= 1")
         check(self.dist_timeout_min > 0, "runtime.dist_timeout_min", self.dist_timeout_min,
               "a number > 0")
+
+
+def check_device_name(name: str) -> None:
+    """The spelling of ``runtime.device`` (whether this machine has it: ``trainer``)."""
+    check(bool(_DEVICE.match(name)), "runtime.device", name,
+          "auto, cpu, cuda, cuda:N or mps (--device)")
 
 
 @dataclass
@@ -255,21 +267,31 @@ class RunConfig:
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value: YAML scalars/lists plus ``a/b`` fractions (``14/255``)."""
-    match = _FRACTION.match(text)
-    if match:
-        return float(match.group(1)) / float(match.group(2))
+    """Parse an override value: YAML scalars/lists plus ``a/b`` fractions (``14/255``) and
+    exponent numbers (``1e12``); a fraction over zero is a :class:`ConfigError`."""
+    if _FRACTION.match(text):
+        return _number(text)
     try:
         return _convert_fractions(yaml.safe_load(text))
     except yaml.YAMLError:
         return text
 
 
+def _number(text: str) -> Any:
+    """``a/b`` -> float; ``1e12`` -> int when whole (an iteration count), else float."""
+    match = _FRACTION.match(text)
+    if match:
+        if float(match.group(2)) == 0:
+            raise ConfigError(f"{text.strip()!r} divides by zero; expected a number such as 8/255")
+        return float(match.group(1)) / float(match.group(2))
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
 def _convert_fractions(obj: Any) -> Any:
-    """Turn every ``a/b`` string inside a YAML document into a float (``eps: 14/255``)."""
+    """Turn every ``a/b`` or ``1e12`` string inside a YAML document into a number."""
     if isinstance(obj, str):
-        match = _FRACTION.match(obj)
-        return float(match.group(1)) / float(match.group(2)) if match else obj
+        return _number(obj) if _FRACTION.match(obj) or _EXPONENT.match(obj) else obj
     if isinstance(obj, Mapping):
         return {k: _convert_fractions(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -292,7 +314,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
-    return _convert_fractions(data)
+    try:
+        return _convert_fractions(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -303,7 +328,10 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. train.iters=100")
-        out[key] = parse_value(value)
+        try:
+            out[key] = parse_value(value)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {key}: {exc}") from None
     return out
 
 

@@ -26,3 +26,10 @@ class DataError(UserError):
 
 class MissingWeightsError(UserError):
     """A pretrained file a run needs is not in the cache."""
+
+
+class NothingToReport(UserError):
+    """``report`` found no finished record to show: exit 1 (like ``--check`` finding a
+    difference), and nothing written, so committed results are never replaced with less."""
+
+    exit_code = 1

@@ -10,6 +10,7 @@ size (:meth:`Method.estimated_kernel`). The SR outputs of the images named in
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from .files import Workdir
 from .metrics import MetricPlan, plan_metrics
 from .results import METRIC_COLUMNS
 from .tiling import needs_tiling, tiled_restore
+
+log = logging.getLogger("robustsr_bench")
 
 
 def eval_images(cfg: Any) -> list[Path]:
@@ -50,8 +53,12 @@ def restore_image(method: Method, lr: Tensor, net: nn.Module | None, cfg: Any) -
 
 
 def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root: Path,
-             device: torch.device, plan: MetricPlan | None = None) -> pd.DataFrame:
+             device: torch.device, plan: MetricPlan | None = None,
+             images_dir: Path | None = None) -> pd.DataFrame:
     """Metrics of ``net`` (through ``method.restore``) on every suite of ``cfg.eval``.
+
+    Saved SR images go to ``images_dir`` (default ``<root>/runs/<run_id>/images``; a ``--force``
+    redo builds its run beside the old one). One log line per suite says where it stands.
 
     Each SR output is computed once and scored by every metric of ``plan`` (default: planned
     from ``cfg.eval``); images without HR (no-reference suites) get no-reference metrics only.
@@ -63,15 +70,17 @@ def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root:
              "profile": cfg.profile, "seed": cfg.seed}
     if net is not None:
         net.eval()
+    images_dir = images_dir or Workdir(root).run(run_id) / "images"
     rows = []
-    for suite in cfg.eval.suites:
+    for number, suite in enumerate(cfg.eval.suites, start=1):
+        log.info("%s: evaluating suite %d/%d %s", run_id, number, len(cfg.eval.suites), suite)
         for item in load_suite(suite, cfg.scale, images, root, cfg.data.root):
             start = time.perf_counter()
             sr = restore_image(method, to_tensor(item.lr).to(device), net, cfg)
             seconds = time.perf_counter() - start
             sr_img = to_numpy(quantize(sr.detach().float().cpu()))
             if item.name in cfg.eval.save_images:
-                save_image(Workdir(root).run(run_id) / "images" / suite / f"{item.name}.png", sr_img)
+                save_image(images_dir / suite / f"{item.name}.png", sr_img)
             values = {m.name: m(sr_img, item.hr, crop_border=cfg.scale) for m in metrics
                       if item.hr is not None or not m.needs_reference}
             values["seconds"] = seconds

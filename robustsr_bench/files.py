@@ -60,9 +60,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path`` in one rename.
 
     A crash (or a full disk) leaves the old file untouched and only a stray ``.tmp`` behind.
+    ``mkstemp`` creates the file 0600 whatever the umask; it gets the mode a plain ``open``
+    would give (0644 under umask 022), so colleagues can read the results as they can
+    ``train.log``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -88,3 +92,33 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_workdir(root: str | os.PathLike) -> None:
+    """``--workdir`` must be a writable folder, or one that can be created; checked before any
+    run starts, and without leaving anything behind (a folder created to try is removed)."""
+    path = Path(root)
+    hint = "choose another with --workdir DIR (or $ROBUSTSR_WORKDIR)"
+    if path.exists() and not path.is_dir():
+        raise UserError(f"work dir {path} is a file, not a folder; {hint}")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"work dir {path} is not writable; {hint}")
+        return
+    created = [p for p in [path, *path.parents] if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)  # exist_ok: ranks of one job check at once
+    except OSError as exc:
+        raise UserError(f"work dir {path} cannot be created ({exc.strerror}); {hint}") from None
+    for folder in created:  # deepest first: leave the file system as it was
+        try:
+            folder.rmdir()
+        except OSError:  # another process (a rank, a parallel job) is using it already
+            break

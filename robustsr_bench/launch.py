@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, fields
@@ -266,9 +267,10 @@ class RunJob(submitit.helpers.Checkpointable):
         try:
             world.execute(self.spec.config(), Path(self.root))
         except Exception as exc:  # SystemExit (preemption requeue) is not a failure
-            if main:
+            if main:  # an input refused before training has no log: the error says it all
+                job_log = _job_log(run_log)
                 state.mark(rid, state="failed", error=f"{type(exc).__name__}: {exc}",
-                           log=_job_log(run_log))
+                           log=job_log if Path(job_log).is_file() else "")
             raise
         if main:
             state.clear_marker(rid)
@@ -331,6 +333,9 @@ def run_status(state: SweepState, rid: str, job: dict[str, Any] | None,
     log_path = marker.get("log") or (job or {}).get("stderr", "")
     if marker.get("state") == "failed":
         return RunStatus(rid, "failed", job_id, log_path, marker.get("error", ""))
+    recorded = run.read_summary()
+    if recorded.get("status") == "failed" and marker.get("state") != "running":
+        return RunStatus(rid, "failed", job_id, log_path, recorded.get("reason", ""))
     if job is None:
         return RunStatus(rid, "not submitted")
     if sched in ("failed", "ended") and not run.is_done():  # re-read: it may just have finished
@@ -362,6 +367,7 @@ def wait(root: Path, name: str, poll_s: float = 2.0, timeout_s: float | None = N
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     statuses = sweep_status(root, name)
+    progress = progress and sys.stderr.isatty()  # a file or pipe gets no carriage returns
     with tqdm(total=len(statuses), desc=name, unit="run", disable=not progress) as bar:
         while True:
             statuses = sweep_status(root, name)

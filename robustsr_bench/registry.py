@@ -16,6 +16,7 @@ built-in ``configs/`` (:func:`config_dirs`). Family files (``families/*.yaml``,
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.resources
 import logging
@@ -298,15 +299,38 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
     spec = method_spec(method)
     adapter = spec.load_adapter()
     base = typed_base(schema_for(getattr(adapter, "options", None)))
+    return _merged(base, spec, profile_name, ablation, seed, overrides, lambda layer: layer)
+
+
+def precheck_config(method: str, profile_name: str = "smoke", ablation: str = "", seed: int = 0,
+                    overrides: dict[str, Any] | None = None) -> None:
+    """:func:`resolve_config` without importing the method's adapter (which imports torch):
+    the same layers in the same order, restricted to the shared sections, so that most input
+    errors answer in well under a second. The method's own sections are checked by
+    :func:`resolve_config`."""
+    from .config import RunConfig, flatten
+
+    shared = {f.name for f in dataclasses.fields(RunConfig)}
+
+    def only_shared(layer: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in flatten(layer).items() if k.split(".")[0] in shared}
+
+    _merged(typed_base(RunConfig), method_spec(method), profile_name, ablation, seed,
+            overrides, only_shared)
+
+
+def _merged(base: Any, spec: MethodSpec, profile_name: str, ablation: str, seed: int,
+            overrides: dict[str, Any] | None, keep: Any) -> Any:
     prof = dict(profile(profile_name))
     prof.pop("description", None)
-    merge_layer(base, prof, str(find_config("profiles", profile_name)))
-    merge_layer(base, spec.config, spec.source)
-    merge_layer(base, spec.profiles.get(profile_name) or {}, f"{spec.source} (profiles.{profile_name})")
+    merge_layer(base, keep(prof), str(find_config("profiles", profile_name)))
+    merge_layer(base, keep(spec.config), spec.source)
+    merge_layer(base, keep(spec.profiles.get(profile_name) or {}),
+                f"{spec.source} (profiles.{profile_name})")
     for abl in split_ablation(spec, ablation):
-        merge_layer(base, abl.overrides, f"{spec.source} (ablations.{abl.name})")
-    merge_layer(base, overrides or {}, "--set")
-    merge_layer(base, {"method": method, "ablation": ablation, "profile": profile_name,
+        merge_layer(base, keep(abl.overrides), f"{spec.source} (ablations.{abl.name})")
+    merge_layer(base, keep(overrides or {}), "--set")
+    merge_layer(base, {"method": spec.name, "ablation": ablation, "profile": profile_name,
                        "seed": seed}, "run")
     cfg = to_object(base)
     # post-merge: the dataset catalogue is data, which the config schema does not import

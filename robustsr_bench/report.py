@@ -31,7 +31,7 @@ from tabulate import tabulate
 
 from . import registry, sweeps
 from .config import to_dict, training_hash
-from .errors import ConfigError
+from .errors import ConfigError, NothingToReport
 from .files import atomic_write_text
 # metric_label moved to metric_specs.py (re-exported here for callers of the old location)
 from .metric_specs import SPECS, metric_label
@@ -114,6 +114,8 @@ def _read_run(path: Path, include_stale: bool) -> tuple[pd.DataFrame | None, dic
         return None, {}, "unfinished (no summary.json)"
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None, {}, "summary.json is not valid JSON"
+    if isinstance(summary, dict) and summary.get("status") == "failed":
+        return None, {}, f"failed: {summary.get('reason') or 'no reason recorded'}"
     if not isinstance(summary, dict) or summary.get("status") != "done":
         return None, {}, f"status is {summary.get('status') if isinstance(summary, dict) else None!r}, not 'done'"
     missing = [k for k in ("method", "ablation", "profile", "seed") if k not in summary]
@@ -737,11 +739,25 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
     Returns the text files written (what ``--check`` compares). Temp files a killed report left
     behind (``.<name>.*.tmp``, see ``results.atomic_path``) are removed first, so they never end
     up committed with the results.
+    When no finished record matches the filters nothing is written and :class:`NothingToReport`
+    names the folders searched: an empty or wrong ``--workdir`` must never replace a committed
+    report with an empty one. Otherwise only the files the report regenerates are replaced,
+    each atomically.
     """
-    for stray in Path(out).rglob(".*.tmp"):
-        stray.unlink(missing_ok=True)
     records_dir = Path(out) / "records" if records_dir is None else Path(records_dir)
     records = load_records(Path(root), options.include_stale, [records_dir])
+    if select(records.frame, options.sweep, options.methods, options.profile).empty:
+        skipped = f"; {len(records.skipped)} not shown (unfinished, failed or stale)" \
+            if records.skipped else ""
+        raise NothingToReport(f"no finished run record under {Path(root) / 'runs'} or "
+                              f"{records_dir} matches "
+                              f"profile={options.profile}"
+                              f"{' sweep=' + options.sweep if options.sweep else ''}"
+                              f"{' method=' + ','.join(options.methods) if options.methods else ''}"
+                              f"{skipped}; {out} left unchanged (--workdir DIR: where the runs "
+                              f"are)")
+    for stray in Path(out).rglob(".*.tmp"):
+        stray.unlink(missing_ok=True)
     report = ReportBuilder(records, options, Path(root), Path(out), draw).build()
     copy_records(report.shown, Path(out) / "records")
     report.skipped = [Skipped(f"records/{Path(s.path).name}", s.reason) for s in report.skipped
@@ -761,8 +777,6 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
     sr_c_text, sr_c_files = report_section(report.shown, Path(out), draw)
     written += sr_c_files
     written.append(_write(Path(out) / "README.md", readme(report, sections) + sr_c_text))
-    if not report.tables:
-        log.warning("no table could be built: no finished records match the filters")
     return written
 
 
@@ -782,7 +796,10 @@ def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
-        write_report(root, fresh, options, draw=False, records_dir=Path(out) / "records")
+        try:
+            write_report(root, fresh, options, draw=False, records_dir=Path(out) / "records")
+        except NothingToReport as exc:  # name the folder the user gave, not the temp one
+            raise NothingToReport(str(exc).replace(str(fresh), str(out))) from None
         names = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
                  if p.suffix in TEXT_SUFFIXES}
         names |= {p.relative_to(out).as_posix() for p in Path(out).rglob("*")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 
 from .config import dump_yaml
 # moved to files.py (re-exported here for callers of the old location)
-from .files import Workdir, atomic_path, atomic_write_text, safe_name, workdir  # noqa: F401
+from .files import (Workdir, atomic_path, atomic_write_text, check_workdir,  # noqa: F401
+                    current_umask, safe_name, workdir)
 from .plan import run_id  # noqa: F401  (moved to plan.py)
+
+if TYPE_CHECKING:  # pandas is imported where used: `list` and `--help` stay instant
+    import pandas as pd
 
 METRIC_COLUMNS = ["run_id", "method", "ablation", "profile", "seed", "suite", "image", "metric",
                   "value"]
@@ -67,6 +70,8 @@ class RunDir:
         atomic_write_text(self.path / "metrics.csv", frame.to_csv(index=False))
 
     def read_metrics(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_csv(self.path / "metrics.csv")
 
     def write_summary(self, summary: dict[str, Any]) -> None:

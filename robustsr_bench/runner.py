@@ -8,6 +8,7 @@ job. A finished run (``summary.json`` with ``status: done``) is returned as it i
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from contextlib import contextmanager, nullcontext
@@ -20,17 +21,20 @@ from robustsr_bench.methods.base import Method
 from . import __version__, distributed, plan, registry, weights
 from .config import config_hash, to_dict, training_hash
 from .data.provenance import eval_data, train_data, trained_on
-from .data.suites import check_suite, suite_crop
-from .errors import ConfigError
-from .evaluate import evaluate
+from .data.datasets import size_problem, train_pairs
+from .data.io import load_image
+from .data.suites import check_suite, min_eval_side, suite_crop
+from .errors import ConfigError, DataError
+from .evaluate import eval_images, evaluate
+from .files import Workdir, atomic_path, atomic_write_text, check_workdir
 from .metrics import plan_metrics, weights_for
 from .nets.rrdbnet import load_generator_file
-from .files import Workdir, atomic_path
 from .plan import run_id
 # moved to plan.py (re-exported here for callers of the old location)
 from .plan import BASELINE_METHOD, baseline_config, init_method, reference_config  # noqa: F401
 from .results import RunDir, summarize
-from .trainer import Checkpoints, Trainer, atomic_torch_save, select_device, torch_load
+from .trainer import (Checkpoints, Trainer, atomic_torch_save, check_device, select_device,
+                      torch_load)
 
 log = logging.getLogger("robustsr_bench")
 def needed_weights(cfg: Any, method: Method) -> list[str]:
@@ -80,6 +84,50 @@ def run_logging(run: RunDir) -> Iterator[None]:
         handler.close()
 
 
+def preflight(cfg: Any, root: Path) -> tuple[Method, dict[str, Path]]:
+    """Everything a user can get wrong, checked before anything is written or trained: the
+    work dir, the device, the method, every suite (its ops and crop), the evaluation images,
+    the metrics and the pretrained files. Returns the method adapter and the weight paths."""
+    check_workdir(root)
+    check_device(cfg.runtime.device)
+    method = registry.method_spec(cfg.method).load_adapter()
+    for suite in cfg.eval.suites:  # a misspelt suite, a bad op or crop fails now, not after
+        check_suite(suite)         # hours of training
+        suite_crop(suite, cfg.scale)
+    check_eval_images(cfg)
+    if method.trains:
+        check_train_images(cfg)
+    return method, weights.require(needed_weights(cfg, method))
+
+
+def check_train_images(cfg: Any) -> None:
+    """The training set exists; a folder of the user's own images (``data.train: folder``) is
+    decoded in full, so that a broken or too small file fails now, not when the sampler first
+    draws it hours into training (registered datasets have ``data verify`` for that)."""
+    pairs = train_pairs(cfg)
+    if cfg.data.train != "folder":
+        return
+    for pair in pairs:
+        hr = load_image(pair.hr)
+        h, w = hr.shape[:2]
+        if min(h, w) < cfg.train.patch_size:
+            raise DataError(f"{pair.hr}: image is {w}x{h}, smaller than "
+                            f"train.patch_size={cfg.train.patch_size}")
+        problem = size_problem(pair, hr.shape, load_image(pair.lr).shape, cfg.scale) \
+            if pair.lr else None
+        if problem:
+            raise DataError(problem)
+
+
+def check_eval_images(cfg: Any) -> None:
+    """Every held-out image decodes and is large enough for every metric (the shipped
+    embedded photos are known to be)."""
+    if cfg.eval.images == "embedded":
+        return
+    for path in eval_images(cfg):
+        load_image(path, min_size=min_eval_side(cfg.scale))
+
+
 def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
     """Run ``cfg`` after the runs it starts from (:func:`plan.dependencies`), each finished one
     reused; ``force`` redoes ``cfg`` only. Every unfinished run's inputs are checked first, so a
@@ -89,34 +137,121 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
         chain = []  # finished: the runs it started from are not needed again
     for c in [*chain, cfg]:
         if (force and c is cfg) or not RunDir.for_config(c, root).is_done():
-            preflight(c)
+            preflight(c, root)
     for base in chain:
         execute_one(base, root)
     return execute_one(cfg, root, force)
 
 
-def preflight(cfg: Any) -> tuple[Method, dict[str, Path]]:
-    """The run's adapter and pretrained files; unknown suites and missing files fail here."""
-    method = registry.method_spec(cfg.method).load_adapter()
-    for suite in cfg.eval.suites:  # a misspelt suite, a bad op or crop fails now, not after
-        check_suite(suite)         # hours of training
-        suite_crop(suite, cfg.scale)
-    return method, weights.require(needed_weights(cfg, method))
-
-
 def execute_one(cfg: Any, root: Path, force: bool = False) -> RunDir:
     """Train (unless test-time) and evaluate one run whose start run (if any) is finished;
-    returns its finished directory."""
+    returns its finished directory.
+
+    One process at a time works on a run (:func:`run_lock`): a second identical ``run`` waits
+    for the first and then reuses its record. ``force`` builds the new run in
+    ``<root>/.redo/<run_id>`` and swaps it in only once it is complete, so a failed or killed
+    redo leaves the previous record as it was. A run that fails is marked ``status: failed``
+    with the reason in its ``summary.json`` (or its folder removed, when it holds nothing).
+    """
     run = RunDir.for_config(cfg, root)
     if run.is_done() and not force:
         log.info("%s: finished run found, reusing it (--force to redo)", run.run_id)
         return run
-    method, paths = preflight(cfg)
+    method, paths = preflight(cfg, root)
     init_g, init_from = initial_generator(cfg, method, root)
     group = distributed.current()  # several ranks train; rank 0 alone writes and evaluates
-    if force and run.path.exists() and group.is_main:
-        shutil.rmtree(run.path)
-    group.barrier()
+    seen = run.read_summary()
+    with run_lock(run) if group.is_main else nullcontext():
+        if group.is_main:
+            _recover_swap(run.path, root / REDO_DIR / run.run_id)
+        group.barrier()  # the other ranks wait while rank 0 waits for the lock
+        if run.is_done() and (not force or run.read_summary() != seen):
+            log.info("%s: finished by another process meanwhile; reusing it", run.run_id)
+            return run
+        work = RunDir(root / REDO_DIR / run.run_id) if force else run
+        if group.is_main and work.path.exists() and force:
+            shutil.rmtree(work.path)  # a killed earlier redo: --force starts afresh
+        group.barrier()
+        existed = work.path.exists()
+        try:
+            _train_and_evaluate(cfg, method, work, root, paths, init_g, init_from, group)
+        except Exception as exc:
+            if group.is_main:
+                mark_failed(work, exc, remove_if_empty=not existed)
+            raise
+        if group.is_main and force:
+            _swap_in(work.path, run.path)
+    return run
+
+
+REDO_DIR = ".redo"  # where --force builds a run before it replaces the old one
+
+
+@contextmanager
+def run_lock(run: RunDir) -> Iterator[None]:
+    """An OS file lock on ``<runs>/.<run_id>.lock`` (``filelock``: ``flock``, released by the
+    kernel when the holder dies, even by ``kill -9``). A second process waits, saying which pid
+    holds the run. The holder's pid is kept beside the lock for that message."""
+    from filelock import FileLock, Timeout
+
+    run.path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run.path.parent / f".{run.run_id}.lock")
+    owner = run.path.parent / f".{run.run_id}.pid"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = owner.read_text().strip() if owner.is_file() else "?"
+        log.info("%s: another process (pid %s) is computing this run; waiting for it, then "
+                 "reusing its record", run.run_id, holder)
+        lock.acquire()
+    try:
+        atomic_write_text(owner, f"{os.getpid()}\n")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def _swap_in(new: Path, old: Path) -> None:
+    """Replace ``old`` by the complete ``new`` folder: two renames, the old record kept until
+    the new one is in place (:func:`_recover_swap` finishes a swap that a crash cut in two)."""
+    trash = new.with_name(new.name + ".old")
+    if trash.exists():
+        shutil.rmtree(trash)
+    if old.exists():
+        old.rename(trash)
+    new.rename(old)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _recover_swap(old: Path, new: Path) -> None:
+    """After a crash between the two renames of :func:`_swap_in`: put the complete new run in
+    place, else the old one back."""
+    trash = new.with_name(new.name + ".old")
+    if old.exists() or not trash.exists():
+        return
+    (new if RunDir(new).is_done() else trash).rename(old)
+
+
+def mark_failed(run: RunDir, exc: BaseException, remove_if_empty: bool) -> None:
+    """Record why a run failed in its ``summary.json``; a folder this attempt created that holds
+    no checkpoint (nothing to resume from) is removed instead."""
+    if not run.path.exists():
+        return
+    if remove_if_empty and not Checkpoints(run, 1).steps():
+        shutil.rmtree(run.path, ignore_errors=True)
+        return
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+    try:
+        run.write_summary({"status": "failed", "run_id": run.run_id, "reason": reason,
+                           "version": __version__})
+    except OSError:  # a full disk may be why it failed; the log still has the traceback
+        pass
+
+
+def _train_and_evaluate(cfg: Any, method: Method, run: RunDir, root: Path,
+                        paths: dict[str, Path], init_g: dict | None, init_from: str,
+                        group: Any) -> None:
     with run_logging(run) if group.is_main else nullcontext():
         if group.is_main:
             run.write_config(cfg)
@@ -130,15 +265,15 @@ def execute_one(cfg: Any, root: Path, force: bool = False) -> RunDir:
         if method.trains:
             net = Trainer(cfg, method, run, init_g, paths.get("vgg19")).fit()
         if not group.is_main:
-            return run
+            return
         t1 = time.perf_counter()
         plan = plan_metrics(cfg.eval.metrics, cfg.eval.optional_metrics, device)
-        frame = evaluate(cfg, method, net, run.run_id, root, device, plan)
+        frame = evaluate(cfg, method, net, run.run_id, root, device, plan,
+                         images_dir=run.path / "images")
         run.write_metrics(frame)
         summary = _summary(cfg, method, run, init_from, t1 - t0, time.perf_counter() - t1, frame)
         run.write_summary({**summary, "unavailable_metrics": plan.unavailable,
                            "world_size": group.world_size})
-    return run
 
 
 def adopt_trained_weights(cfg: Any, run: RunDir, root: Path) -> str | None:
@@ -152,7 +287,7 @@ def adopt_trained_weights(cfg: Any, run: RunDir, root: Path) -> str | None:
     wanted = training_hash(to_dict(cfg))
     prefix = run.run_id.rsplit("-", 1)[0] + "-"
     for donor in sorted(Workdir(root).runs.glob(f"{prefix}*")):
-        if donor == run.path or not RunDir(donor).is_done():
+        if donor.name == run.run_id or not RunDir(donor).is_done():
             continue
         donor_cfg = RunDir(donor).read_config()
         steps = Checkpoints(RunDir(donor), 1).steps()

@@ -17,12 +17,14 @@ averaged after each step, and rank 0 alone logs and writes checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +55,27 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def check_device(name: str) -> None:
+    """``runtime.device`` names a device this machine has (the syntax is checked in config)."""
+    import warnings
+
+    if name in ("auto", "cpu"):
+        return
+    with warnings.catch_warnings():  # torch warns when CUDA has no driver; our line says it
+        warnings.simplefilter("ignore")
+        if name.startswith("cuda"):
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(name.partition(":")[2] or 0)
+            if count == 0:
+                raise UserError(f"--device {name}: no CUDA GPU is available on this machine; "
+                                f"use --device cpu (or auto)")
+            if index >= count:
+                raise UserError(f"--device {name}: this machine has {count} GPU(s), "
+                                f"cuda:0..cuda:{count - 1}")
+        elif name == "mps" and not torch.backends.mps.is_available():
+            raise UserError("--device mps: Apple MPS is not available here; use --device cpu")
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -360,29 +383,36 @@ class Trainer:
     def _loop(self, start: int, iters: int, on_step: Callable[[int], None] | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         main = self.group.is_main  # only rank 0 logs
         writer = SummaryWriter(str(self.run.path / "tb"), purge_step=start) if main else None
+        # A bar on a terminal only; a file or pipe (Slurm log, CI) gets one log line every
+        # runtime.log_every steps instead of thousands of carriage returns.
+        self._tty_bar = bool(self.cfg.runtime.progress and main and sys.stderr.isatty())
         bar = tqdm(total=iters, initial=start, desc=self.run.run_id, unit="it",
-                   disable=not (self.cfg.runtime.progress and main), dynamic_ncols=True)
+                   disable=not self._tty_bar, dynamic_ncols=True)
         self.modules.g.train()
         t0 = time.perf_counter()
-        try:
-            loader = make_train_loader(self.cfg, start, self.group.rank, self.group.world_size)
-            for step, raw in enumerate(loader, start=start):
-                batch = Batch(raw["lq"], raw["gt"], {k: v for k, v in raw.items()
-                                                     if k not in ("lq", "gt")}).to(self.device)
-                losses = self.train_step(batch, step)
-                done = step + 1
-                self._log(done, losses, writer, bar, t0, start)
-                if done % self.cfg.train.ckpt_every == 0 or done == iters:
-                    self.save(done)
-                if on_step:
-                    on_step(done)
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
+        # on a terminal, log lines go above the bar, never into it
+        with logging_redirect_tqdm() if self._tty_bar else contextlib.nullcontext():
+            try:
+                loader = make_train_loader(self.cfg, start, self.group.rank,
+                                           self.group.world_size)
+                for step, raw in enumerate(loader, start=start):
+                    batch = Batch(raw["lq"], raw["gt"], {k: v for k, v in raw.items()
+                                                         if k not in ("lq", "gt")}).to(self.device)
+                    losses = self.train_step(batch, step)
+                    done = step + 1
+                    self._log(done, losses, writer, bar, t0, start)
+                    if done % self.cfg.train.ckpt_every == 0 or done == iters:
+                        self.save(done)
+                    if on_step:
+                        on_step(done)
+            finally:
+                bar.close()
+                if writer is not None:
+                    writer.close()
 
     def _log(self, done: int, losses: dict[str, float], writer: Any, bar: Any, t0: float,
              start: int) -> None:
@@ -395,4 +425,6 @@ class Trainer:
         rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
         text = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
         bar.set_postfix_str(text)
-        log.debug("step %d/%d %s (%.2f it/s)", done, self.cfg.train.iters, text, rate)
+        level = logging.INFO if self.cfg.runtime.progress and not self._tty_bar else logging.DEBUG
+        log.log(level, "%s step %d/%d %s (%.2f it/s)", self.run.run_id, done,
+                self.cfg.train.iters, text, rate)

@@ -42,6 +42,7 @@ import torch
 from .errors import ConfigError, MissingWeightsError, UserError
 from .files import file_sha256 as sha256
 from .metric_specs import SPECS
+from .files import current_umask
 
 log = logging.getLogger("robustsr_bench")
 
@@ -366,6 +367,7 @@ def _install(w: WeightFile, obtain: Callable[[Path], None]) -> FileStatus:
     """``obtain`` writes a temp file next to the target; it is verified, then renamed in place."""
     w.path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=w.filename + ".", suffix=".part", dir=w.path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it 0600 whatever the umask
     os.close(fd)
     tmp = Path(name)
     try:

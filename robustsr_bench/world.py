@@ -20,6 +20,7 @@ from .distributed import env_world_size, free_port, local_batch, process_group, 
 from .errors import ConfigError, UserError
 from .results import RunDir
 from .sweeps import RunSpec
+from .trainer import check_device
 
 log = logging.getLogger("robustsr_bench")
 
@@ -28,6 +29,7 @@ def execute(cfg: Any, root: Path, force: bool = False) -> Any:
     """``runner.execute`` over the run's world size: in this process, in the group a launcher
     started, or in ``runtime.world_size`` processes spawned here. Returns the run's directory
     on rank 0 and None on the other ranks (which must not report)."""
+    check_device(cfg.runtime.device)  # before any process group or spawned rank needs it
     world = wanted_world_size(cfg)
     if world > 1:
         local_batch(cfg.train.batch_size, world)

@@ -43,10 +43,12 @@ class ZooEntry:
     build: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-def zoo_path() -> Path:
-    from .registry import configs_dir
+def zoo_paths() -> list[Path]:
+    """Every ``zoo.yaml`` of the config layers, the built-in one last: a user's folder
+    (``--configs`` / ``$ROBUSTSR_CONFIGS``) adds entries or replaces one of the same name."""
+    from .registry import config_dirs
 
-    return configs_dir() / "zoo.yaml"
+    return [d / "zoo.yaml" for d in config_dirs() if (d / "zoo.yaml").is_file()]
 
 
 def _entry(name: str, data: Any, source: str) -> ZooEntry:
@@ -75,12 +77,13 @@ def _entry(name: str, data: Any, source: str) -> ZooEntry:
 
 
 def load_zoo() -> dict[str, ZooEntry]:
-    """Every entry of ``configs/zoo.yaml`` by name (empty when the file does not exist)."""
-    path = zoo_path()
-    if not path.is_file():
-        return {}
-    return {safe_name(str(name), f"{path}: zoo name"): _entry(str(name), data, str(path))
-            for name, data in read_yaml(path).items()}
+    """Every entry of the layered ``zoo.yaml`` files by name (a user's entry wins)."""
+    entries: dict[str, ZooEntry] = {}
+    for path in reversed(zoo_paths()):
+        entries.update({safe_name(str(name), f"{path}: zoo name"): _entry(str(name), data,
+                                                                         str(path))
+                        for name, data in read_yaml(path).items()})
+    return entries
 
 
 def zoo_entry(name: str) -> ZooEntry | None:

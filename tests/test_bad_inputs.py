@@ -36,14 +36,24 @@ def finished(tmp_path_factory) -> tuple[Path, dict[Path, bytes]]:
     return root, {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
 
 
-def _refused(argv: list[str], finished, capsys, fragment: str) -> str:
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every file (bytes) and folder (None) under ``root``."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else None
+            for p in root.rglob("*")}
+
+
+def _refused(argv: list[str], finished, capsys, fragment: str, workdir: Path | None = None) -> str:
+    """One ``error:`` line containing ``fragment``, exit 2, and nothing written: the work dir
+    holds exactly what it held before (the finished run's files, no new run folder, no lock)."""
     root, files = finished
-    assert main([*argv, "--workdir", str(root)]) == 2
+    before = _tree(root)
+    assert main([*argv, "--workdir", str(workdir or root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     assert fragment in err[0], err[0]
     for path, data in files.items():
         assert path.read_bytes() == data, f"{path} changed"
+    assert _tree(root) == before, "the work dir changed"
     return err[0]
 
 
@@ -220,8 +230,15 @@ KEYS = st.from_regex(r"[a-z_]{1,8}(\.[a-z_]{1,8}){0,3}", fullmatch=True)
 
 @given(KEYS, st.text(max_size=40))
 def test_override_parser_keeps_key_and_whole_value(key, value):
-    """``key=value`` splits at the first ``=``; the value is parsed and never raises."""
-    assert parse_overrides([f"{key}={value}"]) == {key: parse_value(value)}
+    """``key=value`` splits at the first ``=``; the value is parsed, and only a fraction over
+    zero (``1/0``) is refused, in one line naming the key."""
+    try:
+        expected = parse_value(value)
+    except ConfigError:
+        with pytest.raises(ConfigError, match=f"--set {key}: .* divides by zero"):
+            parse_overrides([f"{key}={value}"])
+    else:
+        assert parse_overrides([f"{key}={value}"]) == {key: expected}
 
 
 @given(st.text(max_size=40).filter(lambda t: "=" not in t or not t.partition("=")[0].strip()))
@@ -289,3 +306,139 @@ def test_every_image_mode_loads_as_rgb_in_range(mode, h, w):
     assert arr.shape == (h, w, 3) and arr.dtype == np.float32
     assert 0 <= arr.min() and arr.max() <= 1
 
+
+
+# --------------------------------------------------------------------------- caught before training
+
+
+def test_workdir_that_is_a_file(tmp_path, finished, capsys):
+    target = _text(tmp_path / "afile", "x")
+    _refused(["run"], finished, capsys, f"work dir {target} is a file, not a folder",
+             workdir=target)
+    _refused(["run"], finished, capsys, f"work dir {target / 'sub'} cannot be created",
+             workdir=target / "sub")
+    assert target.read_text() == "x"
+
+
+def test_workdir_that_cannot_be_created(finished, capsys):
+    _refused(["run"], finished, capsys, "work dir /proc/robustsr_x cannot be created",
+             workdir=Path("/proc/robustsr_x"))
+
+
+def test_read_only_workdir(tmp_path, finished, capsys, monkeypatch):
+    import os
+
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: simulate what a user would meet
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked
+                            and real(p, mode, **kw))
+    try:
+        _refused(["run"], finished, capsys, f"work dir {locked} is not writable", workdir=locked)
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+def _tiny_run(**more) -> list[str]:
+    return ["run", *as_set_args({**TINY, "train.iters": 1, "train.ckpt_every": 1, **more})]
+
+
+@pytest.mark.parametrize("device, fragment", [
+    ("banana", "runtime.device='banana' is invalid; expected auto, cpu, cuda, cuda:N or mps"),
+    ("cuda:99", "--device cuda:99: "),
+])
+def test_bad_device(device, fragment, finished, capsys):
+    _refused([*_tiny_run(), "--device", device], finished, capsys, fragment)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_names_the_cpu(finished, capsys):
+    _refused([*_tiny_run(), "--device", "cuda"], finished, capsys,
+             "--device cuda: no CUDA GPU is available on this machine; use --device cpu")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--set", "runtime.log_every=0"], "runtime.log_every=0 is invalid; expected an integer >= 1"),
+    (["--set", "train.ckpt_every=0"], "train.ckpt_every=0 is invalid; expected an integer >= 1"),
+    (["--set", "runtime.num_workers=-1"], "runtime.num_workers=-1 is invalid"),
+    (["--method", "rsr", "--set", "attack.eps=1/0"],
+     "--set attack.eps: '1/0' divides by zero; expected a number such as 8/255"),
+    (["--set", "train.iters=1e12", "--set", "train.lr=0"], "train.lr=0.0 is invalid"),
+    (["--set", "eval.metrics=[psnr_y,nosuch]"], "unknown metric 'nosuch'"),
+    (["--set", "loss.mode=gan"], "missing pretrained file(s): "),
+    (["--set", "eval.metrics=[lpips_alex]"], "weights fetch alexnet"),
+])
+def test_bad_values_before_training(argv, fragment, finished, capsys):
+    _refused([*_tiny_run(), *argv], finished, capsys, fragment)
+
+
+def test_exponent_is_a_number():
+    """YAML 1.1 reads 1e12 as a string; ``--set`` and config files take it as a number."""
+    assert parse_value("1e12") == 10**12 and parse_value("1e-4") == pytest.approx(1e-4)
+    cfg = registry.resolve_config("esrgan", "smoke", overrides=parse_overrides(
+        ["train.iters=1e3", "train.lr=2e-4"]))
+    assert cfg.train.iters == 1000 and cfg.train.lr == pytest.approx(2e-4)
+
+
+def test_suite_with_an_unknown_op_is_refused_before_training(tiny_configs, finished, capsys):
+    (tiny_configs / "suites" / "pepper.yaml").write_text(
+        "description: salt and pepper\nops:\n  - {op: downscale}\n  - {op: salt_pepper}\n")
+    _refused(_tiny_run(**{"eval.suites": ["clean", "pepper"]}), finished, capsys,
+             "suites/pepper.yaml: ops[1]: unknown op 'salt_pepper'")
+
+
+def test_folder_of_non_images_is_not_called_empty(tmp_path, finished, capsys):
+    (tmp_path / "notes").mkdir()
+    _text(tmp_path / "notes" / "readme.txt", "hello")
+    line = _refused(_tiny_run(**{"eval.images": str(tmp_path / "notes")}), finished, capsys,
+                    "no images among its 1 files (e.g. readme.txt)")
+    assert "empty" not in line
+
+
+def test_image_path_that_is_a_file_is_not_folder_not_found(tmp_path, finished, capsys):
+    image = _png(tmp_path / "one.png", _rgb(64))
+    line = _refused(_tiny_run(**{"eval.images": str(image)}), finished, capsys,
+                    f"{image}: is a file; expected a folder of images")
+    assert "not found" not in line
+
+
+class _Custom:  # pickled by torch.save: not a plain state dict
+    pass
+
+
+def _bad_checkpoint(kind: str, path: Path) -> Path:
+    import pickle
+
+    import torch
+
+    if kind == "text":
+        path.write_text("this is not a checkpoint\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "object":
+        torch.save({"params_ema": _Custom()}, path)
+    elif kind == "truncated":
+        torch.save({"params": {"w": torch.zeros(64, 64)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    elif kind == "raw_pickle":
+        path.write_bytes(pickle.dumps([1, 2], protocol=2))
+    return path
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("text", "not a PyTorch checkpoint (expected a file written by torch.save"),
+    ("empty", "empty file (0 bytes), not a PyTorch checkpoint"),
+    ("object", ("a pickle that is not a plain state dict (it holds code or custom objects): "
+                "refused for safety")),
+    ("truncated", "a damaged PyTorch checkpoint (truncated or corrupt zip archive)"),
+    ("raw_pickle", "a damaged or unsupported PyTorch checkpoint"),
+])
+def test_bad_init_checkpoint_says_what_it_is_not(kind, fragment, tmp_path, finished, capsys,
+                                                  recwarn):
+    path = _bad_checkpoint(kind, tmp_path / f"{kind}.pth")
+    line = _refused([*_tiny_run(), "--init", str(path)], finished, capsys, f"{path}: {fragment}")
+    assert "weights_only" not in line and "Re-running" not in line
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)], "a warning leaked"

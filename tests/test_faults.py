@@ -328,10 +328,11 @@ def test_disk_full_in_a_rerun_keeps_the_previous_record(tiny, isolated, monkeypa
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="mounting needs root")
 def test_disk_full_on_a_real_tiny_filesystem(tiny, tmp_path):
-    """A real ENOSPC: a 4 MiB tmpfs, filled to the brim after a finished run."""
+    """A real ENOSPC: a 32 MiB tmpfs (room for one tiny run on the nine held-out photos),
+    filled to the brim after a finished run."""
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
                       capture_output=True).returncode:
         pytest.skip("tmpfs cannot be mounted here")
     try:

@@ -105,7 +105,7 @@ def test_missing_keys_and_bad_files_are_user_errors(tmp_path: Path) -> None:
         load_generator_file(tiny_net(), tmp_path / "nothere.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="corrupt.pth: cannot read"):
+    with pytest.raises(UserError, match="corrupt.pth: not a PyTorch checkpoint"):
         load_generator_file(tiny_net(), corrupt)
     with pytest.raises(UserError, match="not a state dict"):
         load_generator_state(tiny_net(), [1, 2], "list.pth")

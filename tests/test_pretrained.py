@@ -245,9 +245,12 @@ def test_bad_checkpoints_are_refused_in_one_line(kind, tmp_path, isolated, capsy
 
 @pytest.fixture
 def tiny_zoo(tmp_path, monkeypatch) -> tuple[Path, dict]:
-    """The repository's configs plus a zoo whose one entry is a tiny Compact we saved."""
+    """A user config folder whose zoo.yaml holds one entry, a tiny Compact we saved; the
+    built-in zoo is left out, so that only the tiny model is timed or fetched."""
+    from robustsr_bench import zoo as zoo_module
+
     root = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", root)
+    root.mkdir()
     source = tmp_path / "release"
     source.mkdir()
     path, _ = save_family("Compact", source)
@@ -259,7 +262,24 @@ def tiny_zoo(tmp_path, monkeypatch) -> tuple[Path, dict]:
     zoo = {"tiny_compact": entry}
     (root / "zoo.yaml").write_text(yaml.safe_dump(zoo))
     monkeypatch.setenv("ROBUSTSR_CONFIGS", str(root))
+    monkeypatch.setattr(zoo_module, "zoo_paths", lambda: [root / "zoo.yaml"])
     return source, zoo
+
+
+def test_a_user_zoo_is_layered_over_the_built_in_one(tmp_path, monkeypatch):
+    from robustsr_bench.zoo import load_zoo
+
+    builtin = load_zoo()
+    user = tmp_path / "mine"
+    user.mkdir()
+    entry = {**{k: getattr(builtin["realesrgan_x4plus"], k) for k in (
+        "architecture", "scale", "file", "url", "licence", "paper")}, "sha256": None}
+    (user / "zoo.yaml").write_text(yaml.safe_dump({"my_model": entry,
+                                                   "realesrgan_x4plus": entry}))
+    monkeypatch.setenv("ROBUSTSR_CONFIGS", str(user))
+    zoo = load_zoo()
+    assert set(zoo) == set(builtin) | {"my_model"}
+    assert zoo["realesrgan_x4plus"].sha256 is None  # the user's entry wins
 
 
 def test_zoo_model_is_fetched_from_a_folder_and_evaluated(tiny_zoo, tmp_path, isolated, capsys,

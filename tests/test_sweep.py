@@ -111,7 +111,8 @@ def test_debug_sweep_runs_records_failures_and_resubmits_nothing(tmp_path, isola
     states = sorted(s.state for s in statuses.values())
     assert states == ["done", "failed"]
     failed = next(s for s in statuses.values() if s.state == "failed")
-    assert "DataError" in failed.error and Path(failed.log).is_file()
+    # refused before training: the error names the folder, and no log file is pointed at
+    assert "DataError: /nonexistent/hr: folder not found" in failed.error and not failed.log
     capsys.readouterr()
     assert cli.main(["status", str(path)]) == 1
     out = capsys.readouterr().out

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .. import registry
 from ..errors import ConfigError, DataError
-from ..files import Workdir, atomic_write_text
+from ..files import Workdir, atomic_write_text, current_umask
 from ..metrics import _SSIM_WINDOW
 from .degradations import apply_ops, mod_crop, realesrgan_ops, validate_ops
 from .datasets import size_problem
@@ -128,6 +128,7 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
     # A private temp folder per process: concurrent jobs (a sweep) may generate the same suite.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700 whatever the umask
     for index, path in enumerate(images):
         hr = mod_crop(to_tensor(load_image(path, min_size=min_eval_side(scale))), scale)
         record: dict = {}

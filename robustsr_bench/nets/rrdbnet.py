@@ -223,11 +223,35 @@ def load_generator_file(net: RRDBNet, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: generator checkpoint not found")
+    load_generator_state(net, read_checkpoint(path), str(path))
+
+
+def read_checkpoint(path: Path) -> object:
+    """``torch.load(weights_only=True)`` with one line saying what the file is not.
+
+    torch's own messages for a bad file are long, of many exception types, and end in advice
+    to load with ``weights_only=False`` (i.e. run the file's code), so they are not repeated.
+    """
+    import pickle
+    import warnings
+
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise UserError(f"{path}: empty file (0 bytes), not a PyTorch checkpoint")
+    is_zip = head == b"PK\x03\x04"  # torch.save's format since 1.6; a legacy file is a pickle
+    if not is_zip and head[:1] != b"\x80":  # neither torch's zip format nor a legacy pickle
+        raise UserError(f"{path}: not a PyTorch checkpoint (expected a file written by "
+                        f"torch.save, e.g. a .pth state dict)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many unrelated types for a bad file
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise UserError(
-            f"{path}: cannot read as a PyTorch checkpoint ({type(exc).__name__}: {reason})"
-        ) from exc
-    load_generator_state(net, obj, str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: a pickle that is not a plain state dict (it holds code or "
+                        f"custom objects): refused for safety; re-save it with "
+                        f"torch.save(model.state_dict(), path)") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many unrelated types for a bad file
+        what = "a damaged PyTorch checkpoint (truncated or corrupt zip archive)" if is_zip \
+            else "a damaged or unsupported PyTorch checkpoint"
+        raise UserError(f"{path}: {what} ({type(exc).__name__})") from None
