@@ -9,6 +9,7 @@ import sys
 from typing import Sequence
 
 from .errors import UserError
+from .launchers import LAUNCHERS  # names and help only: executors are imported when used
 
 LIST_KINDS = ("methods", "ablations", "profiles", "suites", "metrics", "datasets", "zoo")
 DATA_ROOT_HELP = "root of the datasets (= --set data.root=DIR; default $ROBUSTSR_DATA)"
@@ -61,9 +62,8 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="sweep name (configs/sweeps/<name>.yaml) or a YAML path")
-    p.add_argument("--launcher", choices=("debug", "local", "slurm"), default="local",
-                   help="debug: in this process; local: submitit on this machine; "
-                        "slurm: job arrays")
+    p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="local",
+                   help="; ".join(f"{name}: {x.help}" for name, x in LAUNCHERS.items()))
     p.add_argument("--parallel", type=int, default=2, help="local: runs at once (default 2)")
     p.add_argument("--profile", help="replace the sweep's profile(s), e.g. smoke for a dry run")
     _set_arg(p, "override a config field in every run (repeatable)")
@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     wts.add_argument("--force", action="store_true", help="fetch: replace files already present")
     _data_args(sub.add_parser("data", help="prepare (sub-images, edge maps, meta_info) or "
                               "verify a registered dataset"))
-    _sweep_args(sub.add_parser("sweep", help="launch a sweep file's runs (debug, local or slurm)"))
+    _sweep_args(sub.add_parser("sweep", help="launch a sweep file's runs "
+                                f"({', '.join(LAUNCHERS)})"))
     _status_args(sub.add_parser("status", help="per run of a sweep: pending/running/done/failed"))
     _evaluate_args(sub.add_parser("evaluate", help="score a published or saved checkpoint "
                                   "(spandrel) on the profile's suites; a run record for report"))

@@ -14,7 +14,7 @@
       methods: [rsr, bapd]
       ablations: ["", no_attack]     # or per method: {rsr: ["", eps12], bapd: [no_attack]}
       overrides: [{}, {train.lr: 1.0e-4}]
-    slurm: {partition: gpu, gpus_per_node: 1, time_min: 240}   # launcher defaults (launch.py)
+    slurm: {partition: gpu, gpus_per_node: 1, time_min: 240}   # launcher defaults (launch_slurm.py)
 
 Every entry is crossed with every seed and profile. Override layers, later wins: sweep ``set``,
 the run's ``set``/grid override, the CLI's ``--set``. Runs that resolve to the same run id are

@@ -15,7 +15,7 @@ import copy
 import torch
 
 from robustsr_bench.methods.base import Batch
-from robustsr_bench import launch, plan, registry
+from robustsr_bench import launch, launch_local, plan, registry
 from robustsr_bench.bench import build_trainer
 from robustsr_bench.results import run_id
 
@@ -66,7 +66,7 @@ def test_baseline_is_evaluated_on_the_fine_tunes_suites():
 
 def test_local_jobs_share_the_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(launch.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(launch_local.os, "cpu_count", lambda: 2)
     assert launch.local_threads(2) == 1 and launch.local_threads(1) == 2
     assert launch.local_threads(4) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's explicit choice wins

@@ -103,6 +103,23 @@ def test_slurm_options_merge_validate_and_pass_sbatch_args():
         launch.SlurmOptions.merged({"gpu": 1})
 
 
+
+def test_launchers_are_declared_once_for_cli_and_submit(tmp_path):
+    """The command line accepts exactly the registry's launchers, each entry loads its executor,
+    and an unknown name fails in one line naming the valid ones before a sweep file is written."""
+    from robustsr_bench.launchers import LAUNCHERS
+
+    parser = cli.build_parser()
+    for name, launcher in LAUNCHERS.items():
+        assert parser.parse_args(["sweep", "tiny", "--launcher", name]).launcher == name
+        assert callable(launcher.executor())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sweep", "tiny", "--launcher", "kubernetes"])
+    with pytest.raises(ConfigError, match="launcher 'kubernetes' is unknown; valid: debug, "
+                                          "local, slurm"):
+        launch.submit([], tmp_path, "tiny", "kubernetes")
+    assert not (tmp_path / "sweeps").exists()
+
 @pytest.mark.slow
 def test_debug_sweep_runs_records_failures_and_resubmits_nothing(tmp_path, isolated, capsys):
     path = tiny_sweep(tmp_path, seeds=(0,), fail=True)

@@ -1,0 +1,54 @@
+"""A sweep's launch order: its runs plus the unfinished runs they start from, dependencies first.
+
+Dependencies (our choice, following the papers' protocol): a robust fine-tune starts from the
+clean baseline of its profile and seed (``train.init: baseline`` / ``method:NAME``); that baseline
+run is added to the plan (when not already finished) and submitted first, and the fine-tunes wait
+on it. Which run starts from which is :func:`plan.dependencies` (the one init rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from . import plan as planning  # plan() below is the sweep's dependency order
+from .errors import ConfigError
+from .sweep_state import _run_dir
+from .sweeps import RunSpec
+
+
+@dataclass
+class Planned:
+    """A run of the plan and the run ids it must wait for."""
+
+    spec: RunSpec
+    deps: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+
+def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
+    """The sweep's runs plus the unfinished runs they start from, dependencies first."""
+    ordered: dict[str, Planned] = {}
+
+    def visit(spec: RunSpec, chain: tuple[str, ...]) -> None:
+        if spec.run_id in ordered:
+            return
+        if spec.run_id in chain:
+            raise ConfigError(f"run {spec.run_id} depends on itself through train.init")
+        deps = []
+        bases = planning.dependencies(spec.config())  # the one init rule; cycles refused
+        if bases:
+            base = RunSpec.from_config(bases[-1])
+            if not _run_dir(root, base.run_id).is_done():
+                visit(base, chain + (spec.run_id,))
+                deps.append(base.run_id)
+        ordered[spec.run_id] = Planned(spec, deps)
+
+    for spec in specs:
+        visit(spec, ())
+    return list(ordered.values())
+
