@@ -140,6 +140,7 @@ def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
             preflight(c, root)
     for base in chain:
         execute_one(base, root)
+        distributed.current().barrier()  # rank 0 evaluates and records it; the others wait
     return execute_one(cfg, root, force)
 
 

@@ -370,7 +370,7 @@ def tiny_init_runs(tiny, monkeypatch: pytest.MonkeyPatch) -> dict:
 @pytest.mark.slow
 def test_and_runs_end_to_end_from_the_baseline(tiny_init_runs, isolated, capsys) -> None:
     assert main(["run", "--method", "and", *as_set_args(tiny_init_runs)]) == 0
-    assert "| and " in capsys.readouterr().out
+    assert "\nand: 1 seed (0)" in capsys.readouterr().out
     cfg = registry.resolve_config("and", "smoke", overrides=tiny_init_runs)
     summary = RunDir.for_config(cfg, isolated).read_summary()
     assert summary["status"] == "done"

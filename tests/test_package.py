@@ -99,5 +99,7 @@ def test_configs_found_as_package_data_or_from_the_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROBUSTSR_CONFIGS", raising=False)
     assert (registry.configs_dir() / "profiles" / "smoke.yaml").is_file()
+    builtin = registry.configs_dir()
     monkeypatch.setenv("ROBUSTSR_CONFIGS", str(tmp_path))
-    assert registry.configs_dir() == tmp_path
+    assert registry.configs_dir() == builtin  # a user folder is layered over the built-ins
+    assert registry.config_dirs() == [tmp_path, builtin]

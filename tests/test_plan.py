@@ -50,7 +50,8 @@ def test_run_sweep_and_report_agree_on_the_run_id(tiny_configs, isolated, tmp_pa
     assert dry_run(tmp_path, "bicubic", capsys) == [planned]
     assert main(["run", "--method", "bicubic", *as_set_args(TINY)]) == 0
     assert f"run {planned} -> " in capsys.readouterr().out
-    assert [p.name for p in (isolated / "runs").iterdir()] == [planned]  # no baseline trained
+    runs = [p.name for p in (isolated / "runs").iterdir() if not p.name.startswith(".")]
+    assert runs == [planned]  # no baseline trained (hidden: the run's lock file)
     assert set(load_records(isolated).frame["run_id"]) == {planned}
 
 
