@@ -17,7 +17,9 @@ caller asks the adapter rather than deciding for itself:
 * ``trains``: the shared trainer trains G (False: a test-time method, ``restore`` does the work;
   the run starts from nothing, records training data ``none`` and has no checkpoints);
 * ``tiles``: ``restore`` is one feed-forward pass of ``net``, so evaluation may compute it tile by
-  tile on images over ``eval.tile_budget_mp`` (False where it optimises per image or interpolates).
+  tile on images over ``eval.tile_budget_mp`` (False where it optimises per image or interpolates);
+* :meth:`Method.needs_vgg`: whether a run needs the VGG19 weights (the GAN objective's perceptual
+  loss when it trains, plus what the adapter's own attacks or losses use: :meth:`needs_perceptual`).
 
 Adding a method means one module in ``methods/`` and one YAML in ``configs/methods/``.
 """
@@ -96,8 +98,14 @@ class Method:
     trains: ClassVar[bool] = True
     tiles: ClassVar[bool] = True
 
+    def needs_vgg(self, cfg: Any) -> bool:
+        """Whether a run of ``cfg`` needs the VGG19 weights: only a trained method does, for the
+        GAN objective's perceptual loss or for what :meth:`needs_perceptual` adds."""
+        return self.trains and (cfg.loss.mode == "gan" or self.needs_perceptual(cfg))
+
     def needs_perceptual(self, cfg: Any) -> bool:
-        """Whether the run needs VGG19 weights beyond what ``loss.mode`` already asks for."""
+        """Whether the adapter's own attacks or losses use the VGG19 perceptual loss (beyond
+        what ``loss.mode`` asks for). Override this, not :meth:`needs_vgg`."""
         return False
 
     def build_generator(self, cfg: Any) -> nn.Module:
