@@ -8,8 +8,18 @@ evaluation. An adapter adds only what is specific to its method:
 * :meth:`Method.make_inputs`: the robust part (attack the LR, synthesise a degradation);
 * :meth:`Method.forward`: how G is run in training (one pass by default);
 * :meth:`Method.extra_losses`: losses beyond the shared ESRGAN ones;
-* :meth:`Method.restore`: inference (test-time methods optimise here);
-* :meth:`Method.estimated_kernel`: the blur kernel a blind method estimated in its last restore.
+* :meth:`Method.restore`: inference (test-time methods optimise here), returning
+  :class:`Restored`: the SR image and, for a blind method, the blur kernel it estimated.
+
+What the harness must know about a method before running it is declared here once, and every
+caller asks the adapter rather than deciding for itself:
+
+* ``trains``: the shared trainer trains G (False: a test-time method, ``restore`` does the work;
+  the run starts from nothing, records training data ``none`` and has no checkpoints);
+* ``tiles``: ``restore`` is one feed-forward pass of ``net``, so evaluation may compute it tile by
+  tile on images over ``eval.tile_budget_mp`` (False where it optimises per image or interpolates);
+* :meth:`Method.needs_vgg`: whether a run needs the VGG19 weights (the GAN objective's perceptual
+  loss when it trains, plus what the adapter's own attacks or losses use: :meth:`needs_perceptual`).
 
 Adding a method means one module in ``methods/`` and one YAML in ``configs/methods/``.
 """
@@ -19,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -37,6 +46,16 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.lq.to(device), self.gt.to(device),
                      {k: v.to(device) for k, v in self.extras.items()})
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What :meth:`Method.restore` returns for one LR image: the SR image (1x3xHxW in [0, 1])
+    and, from a blind method that estimates it (DDSR), the 2-D blur kernel it found (None
+    otherwise). Evaluation scores the kernel where the suite knows the true one."""
+
+    sr: Tensor
+    kernel: Tensor | None = None
 
 
 @dataclass
@@ -77,9 +96,16 @@ class Method:
     name: ClassVar[str] = ""
     options: ClassVar[type | None] = None
     trains: ClassVar[bool] = True
+    tiles: ClassVar[bool] = True
+
+    def needs_vgg(self, cfg: Any) -> bool:
+        """Whether a run of ``cfg`` needs the VGG19 weights: only a trained method does, for the
+        GAN objective's perceptual loss or for what :meth:`needs_perceptual` adds."""
+        return self.trains and (cfg.loss.mode == "gan" or self.needs_perceptual(cfg))
 
     def needs_perceptual(self, cfg: Any) -> bool:
-        """Whether the run needs VGG19 weights beyond what ``loss.mode`` already asks for."""
+        """Whether the adapter's own attacks or losses use the VGG19 perceptual loss (beyond
+        what ``loss.mode`` asks for). Override this, not :meth:`needs_vgg`."""
         return False
 
     def build_generator(self, cfg: Any) -> nn.Module:
@@ -100,12 +126,10 @@ class Method:
         return {}
 
     @torch.no_grad()
-    def restore(self, lr: Tensor, net: nn.Module | None, cfg: Any) -> Tensor:
-        """Super-resolve ``lr`` (1x3xhxw in [0, 1]) with the trained (EMA) generator ``net``."""
-        assert net is not None
-        return net(lr).clamp(0, 1)
+    def restore(self, lr: Tensor, net: nn.Module | None, cfg: Any) -> Restored:
+        """Super-resolve ``lr`` (1x3xhxw in [0, 1]) with the trained (EMA) generator ``net``.
 
-    def estimated_kernel(self) -> np.ndarray | None:
-        """The blur kernel the last :meth:`restore` estimated (blind, kernel-estimating methods
-        such as DDSR); evaluation scores it where a suite knows the true kernel. None otherwise."""
-        return None
+        Everything an image's restoration produced is in the return value, so the adapter keeps
+        no state between images (a blind method returns its kernel estimate with the image)."""
+        assert net is not None
+        return Restored(net(lr).clamp(0, 1))

@@ -3,8 +3,8 @@
 SR outputs are quantised to 8 bits before measuring, because the literature measures saved PNGs.
 Images larger than ``eval.tile_budget_mp`` are restored tile by tile (:func:`restore_image`).
 Each image also records ``seconds`` (restore wall time), which matters for test-time methods, and
-``kernel_psnr`` where the suite knows the true blur kernel and the method estimated one of the same
-size (:meth:`Method.estimated_kernel`). The SR outputs of the images named in
+``kernel_psnr`` where the suite knows the true blur kernel and the method's restore returned an
+estimate of the same size (:class:`Restored`). The SR outputs of the images named in
 ``eval.save_images`` are kept as ``<run>/images/<suite>/<stem>.png`` for visual comparisons.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from robustsr_bench.methods.base import Method
+from robustsr_bench.methods.base import Method, Restored
 from .data import embedded
 from .data.blur_kernels import kernel_psnr
 from .data.io import quantize, save_image, to_numpy, to_tensor
@@ -40,16 +41,27 @@ def eval_images(cfg: Any) -> list[Path]:
     return image_folder_or_dataset(cfg.eval.images, cfg.data.root, cfg.scale)
 
 
-def restore_image(method: Method, lr: Tensor, net: nn.Module | None, cfg: Any) -> Tensor:
+def restore_image(method: Method, lr: Tensor, net: nn.Module | None, cfg: Any) -> Restored:
     """``method.restore(lr)``, tiled (:mod:`robustsr_bench.tiling`) when the LR image exceeds
-    ``eval.tile_budget_mp``; only feed-forward generators are tiled (``method.trains``)."""
+    ``eval.tile_budget_mp`` and the method declares it may be (``method.tiles``)."""
     e = cfg.eval
     h, w = lr.shape[-2:]
-    if not (method.trains and net is not None
-            and needs_tiling(h, w, e.tile_size, e.tile_budget_mp)):
-        return method.restore(lr, net, cfg)
-    return tiled_restore(lambda tile: method.restore(tile, net, cfg), lr, cfg.scale, e.tile_size,
-                         e.tile_overlap, e.tile_blend, multiple=getattr(net, "unshuffle", 1))
+    if not (method.tiles and needs_tiling(h, w, e.tile_size, e.tile_budget_mp)):
+        return _restore(method, lr, net, cfg)
+    sr = tiled_restore(lambda tile: _restore(method, tile, net, cfg).sr, lr, cfg.scale,
+                       e.tile_size, e.tile_overlap, e.tile_blend,
+                       multiple=getattr(net, "unshuffle", 1))
+    return Restored(sr)
+
+
+def _restore(method: Method, lr: Tensor, net: nn.Module | None, cfg: Any) -> Restored:
+    out = method.restore(lr, net, cfg)
+    if isinstance(out, Tensor):  # an adapter written before restore returned Restored
+        warnings.warn(f"{type(out).__name__} from {type(method).__name__}.restore: return "
+                      f"robustsr_bench.methods.base.Restored(sr) instead of the bare tensor",
+                      FutureWarning, stacklevel=2)
+        return Restored(out)
+    return out
 
 
 def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root: Path,
@@ -76,18 +88,18 @@ def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root:
         log.info("%s: evaluating suite %d/%d %s", run_id, number, len(cfg.eval.suites), suite)
         for item in load_suite(suite, cfg.scale, images, root, cfg.data.root):
             start = time.perf_counter()
-            sr = restore_image(method, to_tensor(item.lr).to(device), net, cfg)
+            restored = restore_image(method, to_tensor(item.lr).to(device), net, cfg)
             seconds = time.perf_counter() - start
-            sr_img = to_numpy(quantize(sr.detach().float().cpu()))
+            sr_img = to_numpy(quantize(restored.sr.detach().float().cpu()))
             if item.name in cfg.eval.save_images:
                 save_image(images_dir / suite / f"{item.name}.png", sr_img)
             values = {m.name: m(sr_img, item.hr, crop_border=cfg.scale) for m in metrics
                       if item.hr is not None or not m.needs_reference}
             values["seconds"] = seconds
-            estimate = method.estimated_kernel()
+            estimate = restored.kernel
             if estimate is not None and item.kernel is not None \
-                    and estimate.shape == item.kernel.shape:
-                values["kernel_psnr"] = kernel_psnr(estimate, item.kernel)
+                    and tuple(estimate.shape) == item.kernel.shape:
+                values["kernel_psnr"] = kernel_psnr(estimate.detach().cpu(), item.kernel)
             rows += [{**ident, "suite": suite, "image": item.name, "metric": k, "value": float(v)}
                      for k, v in values.items()]
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)

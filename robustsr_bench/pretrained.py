@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import yaml
 
+from robustsr_bench.methods.base import Method
 from . import __version__, registry, weights
 from .config import RunConfig, config_hash, merge_layer, to_dict, to_object, typed_base
 from .data.provenance import eval_data
@@ -51,18 +52,12 @@ PUBLISHED = "published"
 _HARNESS_CKPT = re.compile(r"^net_g_(\d+)\.pth$")
 
 
-class _Published:
-    """The adapter :func:`evaluate` calls: plain feed-forward inference (so it is tiled like a
-    trained generator), no kernel estimate."""
+class _Published(Method):
+    """The adapter :func:`evaluate` calls: the contract's plain feed-forward ``restore`` (so it
+    is tiled like a trained generator), no kernel estimate; trained elsewhere, not here."""
 
-    trains = True
-
-    @torch.no_grad()
-    def restore(self, lr: torch.Tensor, net: torch.nn.Module, cfg: Any) -> torch.Tensor:
-        return net(lr).clamp(0, 1)
-
-    def estimated_kernel(self) -> None:
-        return None
+    name = METHOD
+    trains = False
 
 
 @dataclass(frozen=True)

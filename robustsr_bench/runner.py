@@ -41,7 +41,7 @@ def needed_weights(cfg: Any, method: Method) -> list[str]:
     """Every pretrained file the run must have: VGG19 for a perceptual loss, and the files of
     each metric in ``eval.metrics`` (``eval.optional_metrics`` are skipped when absent)."""
     weights_for(cfg.eval.optional_metrics)  # unknown names fail here, before training
-    vgg = ["vgg19"] if cfg.loss.mode == "gan" or method.needs_perceptual(cfg) else []
+    vgg = ["vgg19"] if method.needs_vgg(cfg) else []
     return vgg + weights_for(cfg.eval.metrics)
 
 

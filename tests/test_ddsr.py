@@ -174,14 +174,50 @@ def test_short_restore_beats_bicubic_and_estimates_a_better_kernel_than_a_delta(
     cfg = registry.resolve_config("ddsr", "smoke", overrides=overrides)
     method = DDSR()
     state = torch.random.get_rng_state()
-    sr = method.restore(lr, None, cfg)
+    out = method.restore(lr, None, cfg)
     assert torch.equal(torch.random.get_rng_state(), state), "restore leaves the caller's RNG"
+    assert vars(method) == {}, "everything restore produced is in what it returned"
+    sr = out.sr
     assert sr.shape == hr.shape and not sr.requires_grad
     bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
     assert _psnr(sr, hr, scale) > _psnr(bicubic, hr, scale) + 0.25  # measured: +0.44 dB
-    estimate = torch.from_numpy(method.estimated_kernel())
+    estimate = out.kernel
     delta = _delta(true_kernel.shape[-1])[0, 0]
     assert kernel_psnr(estimate, true_kernel) > kernel_psnr(delta, true_kernel) + 20  # 55.7, 25.7
+
+
+def test_evaluation_scores_the_kernel_that_restore_returned_with_the_image(isolated):
+    """``kernel_psnr`` of each image is the kernel its own restore returned (no adapter state),
+    scored against the suite's true kernel; an estimate of another size is not scored."""
+    from robustsr_bench.data import embedded
+    from robustsr_bench.data.degradations import bicubic_resize
+    from robustsr_bench.data.suites import load_suite
+    from robustsr_bench.evaluate import evaluate
+    from robustsr_bench.methods.base import Method, Restored
+
+    class Blind(Method):
+        trains = tiles = False
+
+        def __init__(self, size: int):
+            self.size = size
+
+        def restore(self, lr, net, cfg) -> Restored:
+            return Restored(bicubic_resize(lr, scale_factor=cfg.scale), _delta(self.size)[0, 0])
+
+    suite = "ddsr_gaussian_crop32"
+    cfg = registry.resolve_config("ddsr", "smoke", overrides={
+        "eval.suites": [suite], "eval.metrics": ["psnr_y"], "eval.optional_metrics": [],
+        "runtime.device": "cpu"})
+    truth = {item.name: item.kernel for item in
+             load_suite(suite, 4, embedded.held_out_paths(), isolated)}
+    size = next(iter(truth.values())).shape[-1]
+    frame = evaluate(cfg, Blind(size), None, "blind", isolated, torch.device("cpu"))
+    scored = frame[frame.metric == "kernel_psnr"].set_index("image")["value"]
+    assert sorted(scored.index) == sorted(truth)
+    for name, kernel in truth.items():
+        assert scored[name] == pytest.approx(kernel_psnr(_delta(size)[0, 0], kernel))
+    other = evaluate(cfg, Blind(size + 2), None, "blind", isolated, torch.device("cpu"))
+    assert set(other["metric"]) == {"psnr_y", "seconds"}
 
 
 def test_known_kernel_suites_record_the_kernel_and_apply_cover_and_darkness():

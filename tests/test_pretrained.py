@@ -106,12 +106,12 @@ def test_harness_sr_equals_spandrels_direct_call(family, tmp_path):
         for h, w in ((16, 16), (17, 13), (11, 15)):  # odd and below-minimum sizes pad
             lr = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * w))
             ref = direct(lr)
-            untiled = restore_image(_Published(), lr, model.net, _cfg(tile=0))
+            untiled = restore_image(_Published(), lr, model.net, _cfg(tile=0)).sr
             assert untiled.shape == (1, 3, 4 * h, 4 * w)
             assert torch.equal(untiled, ref)
         lr = torch.rand(1, 3, 37, 29, generator=torch.Generator().manual_seed(7))
         cfg = _tiling(_cfg(tile=8, overlap=20), model)  # 8 px tiles grow to the minimum
-        tiled = restore_image(_Published(), lr, model.net, cfg)
+        tiled = restore_image(_Published(), lr, model.net, cfg).sr
         gap = (tiled - direct(lr)).abs().max().item()
     # Receptive fields fit the overlap, so tiles equal the whole image to float rounding.
     # HAT's channel attention pools over its whole input, so with trained weights its tiles

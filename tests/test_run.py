@@ -156,6 +156,19 @@ def test_gan_profile_needs_vgg_and_refuses_before_training(tiny, isolated):
     assert not (isolated / "runs").exists(), "nothing is written before the refusal"
 
 
+def test_vgg19_is_needed_where_the_adapter_says_only(isolated):
+    """One answer, :meth:`Method.needs_vgg`: the GAN objective of a trained method or the
+    adapter's own perceptual attack; a test-time method under the GAN profile (the bicubic
+    reference of ``evaluate --profile paper``, DDSR) needs no VGG19 file."""
+    def vgg(method: str, profile: str = "paper", **overrides) -> bool:
+        cfg = registry.resolve_config(method, profile, overrides=overrides)
+        return "vgg19" in runner.needed_weights(cfg, registry.method_spec(method).load_adapter())
+
+    assert vgg("esrgan") and not vgg("esrgan", "smoke")
+    assert vgg("rsr", "smoke", **{"attack.loss": "l1+percep"}) and not vgg("rsr", "smoke")
+    assert not vgg("bicubic") and not vgg("ddsr")
+
+
 def _fake_vgg19(torch_home: Path) -> None:
     """A VGG19 file with the real structure and random values (the loading path is real)."""
     import torchvision

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from robustsr_bench.methods.base import Method
+from robustsr_bench.methods.base import Method, Restored
 from robustsr_bench import registry
 from robustsr_bench.errors import ConfigError
 from robustsr_bench.evaluate import restore_image
@@ -96,13 +96,13 @@ def test_needs_tiling_follows_the_budget_and_the_switch():
 class Recording(Method):
     """A plain feed-forward method whose restore records the input sizes it saw."""
 
-    def __init__(self, trains: bool = True):
-        self.trains, self.sizes = trains, []
+    def __init__(self, tiles: bool = True):
+        self.tiles, self.sizes = tiles, []
 
-    def restore(self, lr: Tensor, net, cfg) -> Tensor:
+    def restore(self, lr: Tensor, net, cfg) -> Restored:
         self.sizes.append(tuple(lr.shape[-2:]))
         with torch.no_grad():
-            return net(lr).clamp(0, 1)
+            return Restored(net(lr).clamp(0, 1))
 
 
 def test_evaluation_tiles_images_over_the_budget_and_matches_untiled(tiny):
@@ -112,18 +112,40 @@ def test_evaluation_tiles_images_over_the_budget_and_matches_untiled(tiny):
     under = registry.resolve_config("esrgan", "smoke", overrides=tiny)
     net, lr = tiny_net(), image(48, 40)
     tiled_method, plain_method = Recording(), Recording()
-    tiled = restore_image(tiled_method, lr, net, over)
-    plain = restore_image(plain_method, lr, net, under)
+    tiled = restore_image(tiled_method, lr, net, over).sr
+    plain = restore_image(plain_method, lr, net, under).sr
     assert len(tiled_method.sizes) == 4 and plain_method.sizes == [(48, 40)]
     assert (tiled - plain).abs().max() < 1e-4
 
 
-def test_test_time_methods_are_never_tiled(tiny):
+def test_methods_that_do_not_tile_are_never_tiled(tiny):
+    """``tiles`` on the adapter alone decides; the test-time methods (DDSR optimises per image,
+    bicubic is the whole-image reference) declare False, the trained ones True."""
     cfg = registry.resolve_config("esrgan", "smoke", overrides={
         **tiny, "eval.tile_budget_mp": 0.0, "eval.tile_size": 8})
-    method = Recording(trains=False)
+    method = Recording(tiles=False)
     restore_image(method, image(32, 32), tiny_net(), cfg)
     assert method.sizes == [(32, 32)]
+    tiles = {name: registry.method_spec(name).load_adapter().tiles
+             for name in ("ddsr", "bicubic", "esrgan", "rsr")}
+    assert tiles == {"ddsr": False, "bicubic": False, "esrgan": True, "rsr": True}
+
+
+def test_an_adapter_returning_a_bare_tensor_still_works_with_a_warning(tiny):
+    """Adapters written before ``restore`` returned :class:`Restored` keep working (deprecated)."""
+
+    class Old(Method):
+        @torch.no_grad()
+        def restore(self, lr: Tensor, net, cfg) -> Tensor:
+            return net(lr).clamp(0, 1)
+
+    cfg = registry.resolve_config("esrgan", "smoke", overrides={
+        **tiny, "eval.tile_budget_mp": 0.0, "eval.tile_size": 16})
+    net, lr = tiny_net(), image(32, 32)
+    with pytest.warns(FutureWarning, match="Old.restore: return .*Restored"):
+        out = restore_image(Old(), lr, net, cfg)
+    assert out.kernel is None
+    assert torch.allclose(out.sr, restore_image(Recording(), lr, net, cfg).sr)
 
 
 def test_tile_fields_do_not_change_the_run_id():
