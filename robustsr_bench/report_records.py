@@ -49,8 +49,17 @@ class Records:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-@cache
 def _current_training_hash(method: str, ablation: str, profile: str, seed: int) -> str | None:
+    """The training hash ``configs/`` gives this run today; cached per config layers, so a
+    process that changes ``$ROBUSTSR_CONFIGS`` (a test, a notebook) never reads another
+    layering's answer."""
+    layers = tuple(str(d) for d in registry.config_dirs())
+    return _training_hash_in(layers, method, ablation, profile, seed)
+
+
+@cache
+def _training_hash_in(layers: tuple[str, ...], method: str, ablation: str, profile: str,
+                      seed: int) -> str | None:
     try:
         cfg = registry.resolve_config(method, profile, ablation, seed)
         return training_hash(to_dict(cfg))
