@@ -142,7 +142,9 @@ class ReportBuilder:
                                                                      frame["ablation"])])
 
     def _cross_dataset(self) -> None:
-        full = self.seeds[self.seeds["ablation"] == ""]
+        # full variants scored on some of the table's suites (DDSR's own crop suite alone
+        # belongs to the extra-suites table, not to a row of dashes here)
+        full = self.seeds[(self.seeds["ablation"] == "") & self.seeds["suite"].isin(self.suites)]
         keys = _method_order(zip(full["method"], full["trained_on"]))
         if not keys or not self.suites or not self.metrics:
             return

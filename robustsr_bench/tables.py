@@ -50,8 +50,10 @@ def format_cell(cell: Cell, metric: str) -> str:
         return ""
     d = _digits(metric)
     text = f"{cell.mean:.{d}f}"
-    # std 0 over several seeds = a deterministic row (bicubic): no "± 0.00" as if it had noise
-    return text + (f" ± {cell.std:.{d}f}" if cell.std and not math.isnan(cell.std) else "")
+    # a std that prints as 0 over several seeds is a deterministic row (bicubic, whose seeds
+    # differ only by float rounding across processes): no "± 0.00" as if it had noise
+    noisy = cell.std is not None and not math.isnan(cell.std) and round(cell.std, d) > 0
+    return text + (f" ± {cell.std:.{d}f}" if noisy else "")
 
 
 def _tex(text: str) -> str:
