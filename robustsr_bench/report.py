@@ -100,7 +100,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 TEXT_SUFFIXES = (".md", ".csv", ".tex")
-OTHER_OUTPUTS = ("bench.md",)  # written into results/ by `bench`, not by `report`
+OTHER_OUTPUTS = ("bench.md", "calibration_and.md")  # written by `bench` and `calibrate`
 
 
 def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
