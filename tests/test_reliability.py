@@ -28,7 +28,9 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_report_without_records_writes_nothing(tmp_path, capsys):
     results = tmp_path / "results"
-    shutil_copy = _snapshot(REPO / "results")
+    # the committed tables without their records (results/records): nothing to build them from
+    shutil_copy = {rel: data for rel, data in _snapshot(REPO / "results").items()
+                   if not str(rel).startswith("records")}
     for rel, data in shutil_copy.items():
         (results / rel).parent.mkdir(parents=True, exist_ok=True)
         (results / rel).write_bytes(data)
