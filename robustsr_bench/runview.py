@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -65,7 +64,7 @@ def execute_seeds(method: str, profile: str, ablation: str, seeds: Sequence[int]
     columns = [Column("bicubic", bicubic)]
     source = plan.start_method(configs[0])
     if source and source != method:
-        base = [runner.execute(_same_eval(plan.baseline_config(c, source), c), root)
+        base = [runner.execute(plan.baseline_config(c, source), root)
                 for c in configs]
         columns.append(Column(source, base))
     if ablation:
@@ -78,14 +77,6 @@ def execute_seeds(method: str, profile: str, ablation: str, seeds: Sequence[int]
     if not (method == "bicubic" and plan.run_id(configs[0]) == bicubic[0].run_id):
         columns.append(Column(label, runs))
     return columns
-
-
-def _same_eval(base_cfg: Any, cfg: Any) -> Any:
-    """The baseline's config evaluated on exactly the run's suites and metrics (its trained
-    weights are reused; only evaluation runs when the suites differ)."""
-    from dataclasses import replace
-
-    return replace(base_cfg, eval=cfg.eval)
 
 
 def _per_image(runs: Sequence[RunDir]) -> pd.DataFrame:
