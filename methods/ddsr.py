@@ -264,6 +264,9 @@ class DDSRSolver:
         self.z = torch.rand(1, c, h * self.scale, w * self.scale, device=dev) * cfg.dip.input_scale
         d, k = cfg.dip, cfg.kernel
         self.dip = SkipUNet(c, c, d.channels, d.skip_channels, d.levels).to(dev)
+        if cfg.runtime.channels_last:  # the image prior runs at HR size: NHWC is ~1.2x on CPU
+            self.dip.to(memory_format=torch.channels_last)
+            self.z = self.z.contiguous(memory_format=torch.channels_last)
         self.gen = KernelGenerator(self.size, k.code_dim, k.hidden, k.code_scale).to(dev)
         self.opt_x = torch.optim.Adam(self.dip.parameters(), lr=d.lr)
         self.opt_k = torch.optim.Adam(self.gen.parameters(), lr=k.lr)

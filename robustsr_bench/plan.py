@@ -48,9 +48,14 @@ def start_method(cfg: Any) -> str | None:
     """The method whose run ``cfg`` starts from, or None: scratch, a checkpoint file, or a
     method that does not train (a test-time method needs no ``init:`` line in its YAML)."""
     source = init_method(cfg.train.init)
-    if source is None or not registry.method_spec(cfg.method).load_adapter().trains:
+    if source is None or not trains(cfg.method):
         return None
     return source
+
+
+def trains(method: str) -> bool:
+    """Whether ``method``'s runs train weights (its adapter's ``trains``), or only evaluate."""
+    return bool(registry.method_spec(method).load_adapter().trains)
 
 
 def dependencies(cfg: Any) -> list[Any]:

@@ -3,7 +3,8 @@
 Dependencies (our choice, following the papers' protocol): a robust fine-tune starts from the
 clean baseline of its profile and seed (``train.init: baseline`` / ``method:NAME``); that baseline
 run is added to the plan (when not already finished) and submitted first, and the fine-tunes wait
-on it. Which run starts from which is :func:`plan.dependencies` (the one init rule).
+on it. Which run starts from which is :func:`plan.dependencies` (the one init rule). A run that
+only re-evaluates another planned run's training (same training hash, other suites) waits for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import plan as planning  # plan() below is the sweep's dependency order
+from .config import to_dict, training_hash
 from .errors import ConfigError
 from .sweep_state import _run_dir
 from .sweeps import RunSpec
@@ -50,5 +52,21 @@ def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
 
     for spec in specs:
         visit(spec, ())
+    _wait_for_shared_training(list(ordered.values()), root)
     return list(ordered.values())
+
+
+def _wait_for_shared_training(planned: list[Planned], root: Path) -> None:
+    """A run trained exactly like an earlier unfinished run of the plan (same training hash,
+    other eval suites) waits for it and then evaluates its weights
+    (``runner.adopt_trained_weights``): started side by side, both would train them."""
+    trainer_of: dict[str, str] = {}
+    for item in planned:
+        if not planning.trains(item.spec.method):
+            continue
+        key = training_hash(to_dict(item.spec.config()))
+        donor = trainer_of.setdefault(key, item.run_id)
+        if donor != item.run_id and not _run_dir(root, donor).is_done() \
+                and donor not in item.deps:
+            item.deps.append(donor)
 

@@ -15,10 +15,14 @@
       ablations: ["", no_attack]     # or per method: {rsr: ["", eps12], bapd: [no_attack]}
       overrides: [{}, {train.lr: 1.0e-4}]
     slurm: {partition: gpu, gpus_per_node: 1, time_min: 240}   # launcher defaults (launch_slurm.py)
+    include: [smoke_benchmark, sr_c]  # other sweeps' runs, each with its own profile/seeds/set
 
 Every entry is crossed with every seed and profile. Override layers, later wins: sweep ``set``,
 the run's ``set``/grid override, the CLI's ``--set``. Runs that resolve to the same run id are
-listed once (first wins). Our choice: the format extends the existing ``runs:`` files rather than
+listed once (first wins). ``include`` puts other sweeps' runs first, each expanded with its own
+profiles, seeds and ``set`` (the CLI's ``--set``/``--profile`` apply to all): one plan, one pool of
+workers, so a machine stays busy across what would be several sweeps (``reference`` = the
+committed benchmark, its robustness curves and SR-C). Our choice: the format extends the existing ``runs:`` files rather than
 adopting Hydra's sweeper syntax, so the report's ``--sweep`` filter keeps reading them.
 """
 
@@ -34,7 +38,8 @@ from .config import flatten, read_yaml, to_dict
 from .errors import ConfigError
 from .plan import run_id
 
-_KEYS = {"name", "description", "profile", "profiles", "seeds", "set", "runs", "grid", "slurm"}
+_KEYS = {"name", "description", "profile", "profiles", "seeds", "set", "runs", "grid", "slurm",
+         "include"}
 _RUN_KEYS = {"method", "ablation", "set"}
 _GRID_KEYS = {"methods", "ablations", "overrides"}
 # Fields that ``resolve_config`` takes as arguments, so they never travel as overrides.
@@ -90,6 +95,7 @@ class Sweep:
     entries: list[Entry]
     slurm: dict[str, Any]
     source: str
+    includes: list["Sweep"] = field(default_factory=list)
 
 
 def sweep_path(name_or_path: str) -> Path:
@@ -134,12 +140,18 @@ def _grid_entries(grid: Mapping[str, Any], where: str) -> list[Entry]:
     return entries
 
 
-def load(name_or_path: str) -> Sweep:
-    """Parse a sweep file; every mistake is one line naming the file and key."""
+def load(name_or_path: str, _within: tuple[str, ...] = ()) -> Sweep:
+    """Parse a sweep file (and the sweeps it includes); every mistake is one line naming the
+    file and key."""
     path = sweep_path(name_or_path)
     where = str(path)
+    if where in _within:
+        raise ConfigError(f"{where}: includes itself (through {' -> '.join(_within)})")
     data = read_yaml(path)
     _check_keys(data, _KEYS, where)
+    includes = [load(str(name), _within + (where,))
+                for name in _as_list(data["include"], f"{where}: include")] \
+        if "include" in data else []
     entries = []
     for i, run in enumerate(data.get("runs") or []):
         _check_keys(run, _RUN_KEYS, f"{where}: runs[{i}]")
@@ -148,14 +160,14 @@ def load(name_or_path: str) -> Sweep:
         entries.append(Entry(run["method"], run.get("ablation") or "", dict(run.get("set") or {})))
     if data.get("grid"):
         entries += _grid_entries(data["grid"], f"{where}: grid")
-    if not entries:
-        raise ConfigError(f"{where}: lists no runs; add 'runs:' or 'grid:'")
+    if not entries and not includes:
+        raise ConfigError(f"{where}: lists no runs; add 'runs:', 'grid:' or 'include:'")
     profiles = data.get("profiles", data.get("profile", "smoke"))
     return Sweep(name=data.get("name") or path.stem, description=data.get("description", ""),
                  profiles=[str(p) for p in _as_list(profiles, f"{where}: profiles")],
                  seeds=[int(s) for s in _as_list(data.get("seeds", [0]), f"{where}: seeds")],
                  overrides=dict(data.get("set") or {}), entries=entries,
-                 slurm=dict(data.get("slurm") or {}), source=where)
+                 slurm=dict(data.get("slurm") or {}), source=where, includes=includes)
 
 
 def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None,
@@ -165,6 +177,9 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any] | None = None,
     ``profile`` replaces the file's profiles (e.g. try a paper sweep on ``smoke`` first).
     """
     specs: dict[str, RunSpec] = {}
+    for part in sweep.includes:
+        for spec in expand(part, overrides, profile):
+            specs.setdefault(spec.run_id, spec)
     profiles = [profile] if profile else sweep.profiles
     for entry, prof, seed in itertools.product(sweep.entries, profiles, sweep.seeds):
         layers = {**flatten(sweep.overrides), **flatten(dict(entry.overrides)),

@@ -122,10 +122,11 @@ def close(a: list[dict[str, float]], b: list[dict[str, float]], rtol: float) -> 
     return all(abs(x[k] - y[k]) <= rtol * max(abs(y[k]), 1e-3) for x, y in zip(a, b) for k in y)
 
 
-@pytest.mark.parametrize("method", ["rsr", "bapd"])
+@pytest.mark.parametrize("method", ["esrgan", "rsr", "bapd", "and"])
 def test_channels_last_steps_match_fp32(method, tiny, tmp_path):
-    ref = tiny_trainer(method, tiny, tmp_path / "a")
+    ref = tiny_trainer(method, tiny, tmp_path / "a", **{"runtime.channels_last": False})
     fast = tiny_trainer(method, tiny, tmp_path / "b", **{"runtime.channels_last": True})
+    assert not ref.modules.g.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
     assert fast.modules.g.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
     assert close(steps(fast), steps(ref), rtol=1e-3)
     for p, q in zip(fast.modules.g.parameters(), ref.modules.g.parameters()):
@@ -143,6 +144,7 @@ def test_bf16_is_cuda_only_unless_asked_for_on_cpu(tiny, tmp_path):
     assert not speed.autocast_enabled(cfg.runtime, cpu)
     ref = tiny_trainer("rsr", tiny, tmp_path / "a")
     off = tiny_trainer("rsr", tiny, tmp_path / "b", **{"runtime.bf16": True})
+    assert cfg.runtime.channels_last  # the smoke profile's NHWC is on in both
     assert steps(off) == steps(ref)  # bf16 alone is a no-op on CPU: bit for bit
 
 
@@ -198,3 +200,19 @@ def test_bapd_joint_trunk_pass_equals_two_separate_passes(tiny, tmp_path):
     assert (out.extras["p"] - p).abs().max() < 1e-6 and (out.extras["c"] - c).abs().max() < 1e-6
     assert (out.sr - sr).abs().max() < 1e-6
     assert all((a - b).abs().max() <= 1e-5 * (1 + b.abs().max()) for a, b in zip(fast, ref))
+
+
+def test_smoke_profile_runs_channels_last_and_evaluates_to_rounding(tiny, tmp_path):
+    """The smoke profile turns NHWC on (its speed-up is measured in results/bench.md); the
+    EMA generator evaluated NHWC gives the NCHW output to float rounding, so 8-bit SR images
+    (what evaluation scores) differ by at most one level on a few pixels."""
+    fast = tiny_trainer("esrgan", tiny, tmp_path / "a")
+    assert fast.cfg.runtime.channels_last
+    assert fast.g_ema.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
+    lr = torch.rand(1, 3, 24, 20)
+    with torch.no_grad():
+        nhwc = fast.g_ema(lr)
+        nchw = fast.g_ema.to(memory_format=torch.contiguous_format)(lr)
+    assert (nhwc - nchw).abs().max() < 1e-5
+    levels = ((nhwc.clamp(0, 1) * 255).round() - (nchw.clamp(0, 1) * 255).round()).abs()
+    assert levels.max() <= 1 and (levels > 0).float().mean() < 0.01

@@ -35,6 +35,10 @@ def test_existing_sweeps_expand_to_the_run_ids_run_uses():
     for name in sweeps.names():
         sweep = sweeps.load(name)
         specs = sweeps.expand(sweep)
+        if sweep.includes:  # e.g. reference: the union of its parts, in order
+            parts = [s.run_id for part in sweep.includes for s in sweeps.expand(part)]
+            assert [s.run_id for s in specs] == list(dict.fromkeys(parts))
+            continue
         assert len(specs) == len(sweep.entries) * len(sweep.seeds)
         first = sweep.entries[0]
         cfg = registry.resolve_config(first.method, sweep.profiles[0], first.ablation,
@@ -70,6 +74,37 @@ def test_bad_sweep_files_fail_with_one_line(tmp_path, data, message):
     path = write_sweep(tmp_path / "bad.yaml", **data)
     with pytest.raises(ConfigError, match=message):
         sweeps.load(str(path))
+
+
+def test_include_plans_other_sweeps_with_their_own_seeds_once_each(tmp_path):
+    a = write_sweep(tmp_path / "a.yaml", seeds=[0, 1], runs=[{"method": "esrgan"}])
+    b = write_sweep(tmp_path / "b.yaml", seeds=[1, 2], runs=[{"method": "esrgan"}],
+                    set={"train.lr": 3.0e-4})
+    both = write_sweep(tmp_path / "both.yaml", include=[str(a), str(b)],
+                       runs=[{"method": "bicubic"}])
+    specs = sweeps.expand(sweeps.load(str(both)), {"train.iters": 3})
+    assert [(s.method, s.seed) for s in specs] == [("esrgan", 0), ("esrgan", 1), ("esrgan", 1),
+                                                   ("esrgan", 2), ("bicubic", 0)]
+    assert [s.values["train.lr"] for s in specs[2:4]] == [3.0e-4, 3.0e-4]  # b's own set
+    assert all(s.values["train.iters"] == 3 for s in specs)  # the CLI's --set: everywhere
+    loop = write_sweep(tmp_path / "loop.yaml", include=[str(tmp_path / "loop.yaml")])
+    with pytest.raises(ConfigError, match="loop.yaml: includes itself"):
+        sweeps.load(str(loop))
+
+
+def test_a_run_reusing_a_planned_training_waits_for_it_instead_of_training_twice(tmp_path):
+    """Same training, other eval suites (the robustness and SR-C sweeps re-evaluate the
+    benchmark's models): the second run waits and then evaluates the first one's weights."""
+    suites = [{"eval.suites": ["clean"]}, {"eval.suites": ["jpeg"]}]
+    path = write_sweep(tmp_path / "r.yaml", runs=[
+        {"method": m, "set": s} for m in ("rsr", "bicubic") for s in suites])
+    cli_set = {k: v for k, v in TINY.items() if k != "eval.suites"}
+    planned = launch.plan(sweeps.expand(sweeps.load(str(path)), cli_set), tmp_path / "work")
+    for method in ("esrgan", "rsr"):  # the baselines (sharing the eval section) and fine-tunes
+        first, second = [p for p in planned if p.spec.method == method]
+        assert first.run_id in second.deps and first.run_id not in [
+            d for p in planned[:planned.index(first)] for d in p.deps]
+    assert not any(p.deps for p in planned if p.spec.method == "bicubic")  # nothing to share
 
 
 def test_unknown_sweep_lists_the_valid_names():

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import vgg19
 
 from ..errors import MissingWeightsError, UserError
 
@@ -80,6 +79,9 @@ class VGGFeatureExtractor(nn.Module):
             raise ValueError(
                 f"unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_LAYERS)}"
             )
+        # torchvision (and the torch._dynamo it imports) costs ~1.5 s of start-up: only here
+        from torchvision.models import vgg19
+
         # Initialising 140M parameters only to overwrite them costs seconds; skip it with a file.
         features = vgg19(weights=None, init_weights=weights_path is None).features
         if weights_path is not None:
