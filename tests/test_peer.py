@@ -25,8 +25,12 @@ def test_basicsr_peer_step_gives_our_losses_on_the_same_weights(tmp_path):
         mine = ours.train_step(batch, step)
         theirs = peer.step(batch.lq.clone(), batch.gt.clone())
         assert set(mine) == set(theirs)
+        # step 0 sees identical weights; later steps see weights that ten Adam updates of
+        # reassociated float sums have moved apart (2.6e-5 relative on l_gan on one CI CPU),
+        # still far below what a missing or re-weighted loss term would give
+        rel = 1e-6 if step == 0 else 2e-4
         for key in mine:
-            assert abs(mine[key] - theirs[key]) <= 1e-5 * abs(theirs[key]) + 1e-9, (step, key)
+            assert abs(mine[key] - theirs[key]) <= rel * abs(theirs[key]) + 1e-9, (step, key)
     assert mine["l_gan"] != 0 and mine["l_percep"] > 0
 
 
