@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import submitit
 import torch
 
@@ -42,7 +43,7 @@ class RunJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> str:
         if getattr(self, "threads", 0):  # a job pickled before the field existed has none
-            torch.set_num_threads(self.threads)
+            _limit_threads(self.threads)
         state = SweepState(Path(self.root), self.sweep)
         rid = self.spec.run_id
         run_log = _run_dir(Path(self.root), rid).path / "train.log"
@@ -60,6 +61,13 @@ class RunJob(submitit.helpers.Checkpointable):
         if main:
             state.clear_marker(rid)
         return rid
+
+
+def _limit_threads(threads: int) -> None:
+    """torch's and OpenCV's thread pools both default to every core; a job given ``threads``
+    cores keeps both to them (SSIM's filters and the corruptions run in OpenCV)."""
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
 
 
 def _job_record(launcher: str, job: Any, state: SweepState) -> dict[str, Any]:

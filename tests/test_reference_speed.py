@@ -71,3 +71,18 @@ def test_local_jobs_share_the_cores(monkeypatch):
     assert launch.local_threads(4) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's explicit choice wins
     assert launch.local_threads(2) == 0
+
+
+def test_a_local_job_keeps_torch_and_opencv_to_its_cores():
+    import cv2
+    import torch
+
+    from robustsr_bench import run_job
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        run_job._limit_threads(1)
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
