@@ -107,7 +107,19 @@ def peer_for(trainer: Any) -> BasicSRStep:
 
 
 def share_weights(peer: BasicSRStep, trainer: Any) -> None:
-    """Give the peer the trainer's D and VGG weights too (G already matches), so that the two
-    steps' losses can be compared number for number."""
+    """Give the peer the trainer's G, D and VGG weights, so that the two steps' losses can be
+    compared number for number (each step's losses depend only on the weights it starts from)."""
+    _copy_in_order(trainer.modules.g, peer.g)
     peer.d.load_state_dict(trainer.modules.d.state_dict())
     peer.vgg.load_state_dict(trainer.perceptual.extractor.features.state_dict())
+
+
+@torch.no_grad()
+def _copy_in_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Copy ``src``'s tensors into ``dst`` by position: spandrel renames our generator's keys
+    (old-ESRGAN layout) but keeps their order and shapes."""
+    pairs = list(zip(src.state_dict().values(), dst.state_dict().values(), strict=True))
+    for a, b in pairs:
+        if a.shape != b.shape:
+            raise ValueError(f"generator tensors differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+        b.copy_(a)

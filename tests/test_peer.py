@@ -1,6 +1,10 @@
 """The BasicSR peer step (``bench --peer``) computes ESRGAN's losses as this harness does: on the
 same G, D and VGG weights both steps give the same losses, step after step (float reassociation
-aside), so the timing ratio compares like with like."""
+aside), so the timing ratio compares like with like.
+
+The weights are shared again before every step: ten Adam updates of reassociated float sums move
+two free-running copies apart chaotically (2e-3 relative on l_gan by step 7 on one CI CPU), which
+would test the CPU's rounding, not the loss terms."""
 
 from __future__ import annotations
 
@@ -17,20 +21,16 @@ def test_basicsr_peer_step_gives_our_losses_on_the_same_weights(tmp_path):
     cfg = registry.resolve_config("esrgan", "paper", overrides=SMALL_GAN)
     ours = bench.build_trainer(cfg, tmp_path)
     peer = peer_for(ours)
-    share_weights(peer, ours)
     g_ours, g_peer = ours.modules.g.state_dict(), peer.g.state_dict()
     assert len(g_ours) == len(g_peer)
     for step in range(10):
+        share_weights(peer, ours)
         batch = bench.random_batch(cfg, ours.device, seed=step)
         mine = ours.train_step(batch, step)
         theirs = peer.step(batch.lq.clone(), batch.gt.clone())
         assert set(mine) == set(theirs)
-        # step 0 sees identical weights; later steps see weights that ten Adam updates of
-        # reassociated float sums have moved apart (2.6e-5 relative on l_gan on one CI CPU),
-        # still far below what a missing or re-weighted loss term would give
-        rel = 1e-6 if step == 0 else 2e-4
         for key in mine:
-            assert abs(mine[key] - theirs[key]) <= rel * abs(theirs[key]) + 1e-9, (step, key)
+            assert abs(mine[key] - theirs[key]) <= 1e-5 * abs(theirs[key]) + 1e-9, (step, key)
     assert mine["l_gan"] != 0 and mine["l_percep"] > 0
 
 
