@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .blur_kernels import blur_downsample, gaussian_kernels, kernel_size_for, variance_range
+from .blur_kernels import blur_downsample, gaussian_kernels
+from .kernel_options import kernel_size_for, variance_range
 from .io import quantize
 
 RESIZE_MODES = ("area", "bilinear", "bicubic")
@@ -345,38 +346,39 @@ def _choices(value: Any, where: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Spec:
-    """What one op accepts: required and optional fields, each with its value check."""
+class Op:
+    """One degradation op, described once: the fields it accepts, each with its value check
+    (``prob``, the chance the op is applied, is accepted by every op), and how it runs."""
 
+    name: str
+    run: Callable[[Tensor, Mapping[str, Any], Any], Tensor]
     required: Mapping[str, _Check]
     optional: Mapping[str, _Check]
 
 
 _PROB = {"prob": _number(0.0, 1.0)}
-_SPECS: dict[str, _Spec] = {
-    "blur": _Spec({"sigma": _number(1e-6)}, {"sigma_y": _number(1e-6), "size": _kernel_size,
-                                             "theta": _number(-math.inf), **_PROB}),
-    "downscale": _Spec({}, dict(_PROB)),
-    "resize": _Spec({"factor": _number(1e-3)}, {"mode": _modes, "updown_prob": _probs(3),
-                                                "base": _base, **_PROB}),
-    "resize_to_target": _Spec({}, {"mode": _modes, **_PROB}),
-    "noise": _Spec({"sigma": _number(0.0)}, {"gray_prob": _number(0.0, 1.0), **_PROB}),
-    "poisson": _Spec({"scale": _number(0.0)}, {"gray_prob": _number(0.0, 1.0), **_PROB}),
-    "jpeg": _Spec({"quality": _number(1, 100, integer=True)}, dict(_PROB)),
-    "one_of": _Spec({"choices": _choices}, {"probs": _probs(None), **_PROB}),
-}
+OPS: dict[str, Op] = {}
+
+
+def _op(name: str, required: Mapping[str, _Check] | None = None,
+        optional: Mapping[str, _Check] | None = None) -> Callable[[Callable], Callable]:
+    """Register the decorated ``run(x, op, ctx)`` as the built-in op ``name``."""
+    def register(run: Callable) -> Callable:
+        OPS[name] = Op(name, run, dict(required or {}), {**(optional or {}), **_PROB})
+        return run
+    return register
 
 
 def _validate_op(op: Any, where: str) -> None:
     if not isinstance(op, Mapping) or "op" not in op:
         raise ConfigError(f"{where}: {op!r} is not an op; expected a mapping with an 'op' field "
-                          f"(one of {', '.join(_SPECS)})")
+                          f"(one of {', '.join(OPS)})")
     name = op["op"]
-    if name not in _SPECS:
+    if name not in OPS:
         load_entry_point_ops()
-    if name not in _SPECS:
-        raise ConfigError(f"{where}: unknown op {name!r}; expected one of {', '.join(_SPECS)}")
-    spec, here = _SPECS[name], f"{where} ({name})"
+    if name not in OPS:
+        raise ConfigError(f"{where}: unknown op {name!r}; expected one of {', '.join(OPS)}")
+    spec, here = OPS[name], f"{where} ({name})"
     valid = [*spec.required, *spec.optional]
     for key in op:
         if key != "op" and key not in valid:
@@ -407,7 +409,7 @@ def validate_ops(ops: Any, where: str = "ops") -> None:
     """Check a whole pipeline before any pixel is touched, so a typo fails in one line at once."""
     if not isinstance(ops, Sequence) or isinstance(ops, str) or not ops:
         raise ConfigError(f"{where}: expected a non-empty list of ops (one of "
-                          f"{', '.join(_SPECS)})")
+                          f"{', '.join(OPS)})")
     for i, op in enumerate(ops):
         _validate_op(op, f"{where}[{i}]")
 
@@ -458,6 +460,8 @@ def _resize_factor(op: Mapping[str, Any], rng: np.random.Generator) -> float:
     return float(rng.uniform(low, 1.0)) if kind == 1 else 1.0
 
 
+@_op("blur", {"sigma": _number(1e-6)},
+     {"sigma_y": _number(1e-6), "size": _kernel_size, "theta": _number(-math.inf)})
 def _run_blur(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     sigma_x = _draw(op["sigma"], ctx.rng)
     sigma_y = _draw(op["sigma_y"], ctx.rng) if "sigma_y" in op else sigma_x
@@ -466,10 +470,12 @@ def _run_blur(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return blur(x, gaussian_kernel(size, sigma_x, sigma_y, theta))
 
 
+@_op("downscale")
 def _run_downscale(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return bicubic_resize(x, scale_factor=1.0 / ctx.scale)
 
 
+@_op("resize", {"factor": _number(1e-3)}, {"mode": _modes, "updown_prob": _probs(3), "base": _base})
 def _run_resize(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     factor = _resize_factor(op, ctx.rng)
     mode = _draw_mode(op.get("mode", "bicubic"), ctx.rng)
@@ -477,42 +483,40 @@ def _run_resize(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return _interpolate(x, (max(1, int(h * factor)), max(1, int(w * factor))), mode)
 
 
+@_op("resize_to_target", optional={"mode": _modes})
 def _run_resize_to_target(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return _interpolate(x, ctx.target, _draw_mode(op.get("mode", RESIZE_MODES), ctx.rng))
 
 
+@_op("noise", {"sigma": _number(0.0)}, {"gray_prob": _number(0.0, 1.0)})
 def _run_noise(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     sigma = _draw(op["sigma"], ctx.rng)
     return add_gaussian_noise(x, sigma, ctx.rng, parse_number(op.get("gray_prob", 0.0)))
 
 
+@_op("poisson", {"scale": _number(0.0)}, {"gray_prob": _number(0.0, 1.0)})
 def _run_poisson(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     scale = _draw(op["scale"], ctx.rng)
     return add_poisson_noise(x, scale, ctx.rng, parse_number(op.get("gray_prob", 0.0)))
 
 
+@_op("jpeg", {"quality": _number(1, 100, integer=True)})
 def _run_jpeg(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return jpeg(x, _draw_int(op["quality"], ctx.rng))
 
 
+@_op("one_of", {"choices": _choices}, {"probs": _probs(None)})
 def _run_one_of(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     choices = op["choices"]
     probs = [parse_number(p) for p in op["probs"]] if "probs" in op else None
     return _run_ops(x, choices[int(ctx.rng.choice(len(choices), p=probs))], ctx)
 
 
-_RUN: dict[str, Callable[[Tensor, Mapping[str, Any], _Context], Tensor]] = {
-    "blur": _run_blur, "downscale": _run_downscale, "resize": _run_resize,
-    "resize_to_target": _run_resize_to_target, "noise": _run_noise, "poisson": _run_poisson,
-    "jpeg": _run_jpeg, "one_of": _run_one_of,
-}
-
-
 def _run_ops(x: Tensor, ops: Sequence[Mapping[str, Any]], ctx: _Context) -> Tensor:
     for op in ops:
         if "prob" in op and ctx.rng.random() >= parse_number(op["prob"]):
             continue
-        x = _RUN[op["op"]](x, op, ctx)
+        x = OPS[op["op"]].run(x, op, ctx)
     return x
 
 
@@ -607,6 +611,7 @@ def realesrgan_ops(level: float = 1.0) -> list[dict[str, Any]]:
 # partial cover and darkness, the degradations the DDSR seed names.
 
 
+@_op("kernel_downscale", optional={"var": _number(1e-3), "size": _kernel_size})
 def _run_kernel_downscale(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     """Blur with a random DDSR kernel and subsample by the suite scale; records ``kernel``.
 
@@ -624,6 +629,7 @@ def _run_kernel_downscale(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Te
     return blur_downsample(x, kernel.to(x), ctx.scale).clamp(0.0, 1.0)
 
 
+@_op("cover", {"size": _number(1, integer=True)})
 def _run_cover(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     """DDSR's partial cover: a ``size`` x ``size`` black box at a uniformly random position.
 
@@ -638,17 +644,11 @@ def _run_cover(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return out
 
 
+@_op("dark", {"factor": _number(0.0, 1.0)})
 def _run_dark(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     """DDSR's dark case: every value multiplied by ``factor`` (the code's ``dark_fc``)."""
     return x * _draw(op["factor"], ctx.rng)
 
-
-_SPECS.update({
-    "kernel_downscale": _Spec({}, {"var": _number(1e-3), "size": _kernel_size, **_PROB}),
-    "cover": _Spec({"size": _number(1, integer=True)}, dict(_PROB)),
-    "dark": _Spec({"factor": _number(0.0, 1.0)}, dict(_PROB)),
-})
-_RUN.update({"kernel_downscale": _run_kernel_downscale, "cover": _run_cover, "dark": _run_dark})
 
 
 # --------------------------------------------------------------------------- library corruptions
@@ -660,6 +660,7 @@ def _check_corruption(value: Any, where: str) -> None:
     check_name(value, where)
 
 
+@_op("corrupt", {"name": _check_corruption, "severity": _number(1, 5, integer=True)})
 def _run_corrupt(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     """An ImageNet-C corruption from ``imagecorruptions`` (:mod:`.corruptions`), seeded from
     the suite's per-image generator."""
@@ -682,15 +683,10 @@ def webp(x: Tensor, quality: int) -> Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x) / 255.0
 
 
+@_op("webp", {"quality": _number(1, 100, integer=True)})
 def _run_webp(x: Tensor, op: Mapping[str, Any], ctx: _Context) -> Tensor:
     return webp(x, _draw_int(op["quality"], ctx.rng))
 
-
-_SPECS["webp"] = _Spec({"quality": _number(1, 100, integer=True)}, dict(_PROB))
-_RUN["webp"] = _run_webp
-_SPECS["corrupt"] = _Spec({"name": _check_corruption,
-                           "severity": _number(1, 5, integer=True)}, dict(_PROB))
-_RUN["corrupt"] = _run_corrupt
 
 
 # --------------------------------------------------------------------------- user ops
@@ -712,12 +708,11 @@ def register_op(name: str, run: Callable[[Tensor, Mapping[str, Any], Any], Tenso
     def anything(value: Any, where: str) -> None:
         return None
 
-    _SPECS[name] = _Spec({k: anything for k in required},
-                         {**{k: anything for k in optional}, **_PROB})
-    _RUN[name] = run
+    OPS[name] = Op(name, run, {k: anything for k in required},
+                   {**{k: anything for k in optional}, **_PROB})
 
 
-_BUILTIN_OPS = frozenset(_SPECS)
+_BUILTIN_OPS = frozenset(OPS)
 _ENTRY_POINTS_LOADED: list[bool] = []
 
 
