@@ -32,45 +32,14 @@ Our choice:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
 from robustsr_bench.methods.base import Batch, Method, Modules, TrainContext
-from robustsr_bench.attacks import AttackObjective, LinfPGDConfig, frozen
-from robustsr_bench.config import check
+from robustsr_bench.attacks import frozen, run_linf_pgd
 from robustsr_bench.errors import ConfigError
-
-
-@dataclass
-class AttackConfig(LinfPGDConfig, AttackObjective):
-    """RSR's PGD attack on the LR input; defaults are the paper's (Table 1, bold row).
-
-    ``eps`` bounds ``|delta|_inf`` (accepts ``14/255``); ``alpha`` is the step size; ``structure``
-    the noise-grouping scale of the random start (1 = i.i.d. per pixel); ``loss`` the attacked
-    objective; ``pixel_weight`` / ``perceptual_weight`` weigh ``l1+percep`` (our choice: ESRGAN's
-    0.01 / 1.0); ``random_start: false`` with ``iters: 0`` disables the attack.
-    """
-
-    def __post_init__(self) -> None:
-        self.check_pgd("attack")
-        self.check_objective("attack")
-        check(self.loss != "l1+percep" or self.pixel_weight + self.perceptual_weight > 0,
-              "attack.pixel_weight", self.pixel_weight,
-              "a positive weight on at least one of the two losses")
-
-    @property
-    def enabled(self) -> bool:
-        """Whether the attack changes the input at all."""
-        return self.iters > 0 or self.random_start
-
-
-@dataclass
-class RSROptions:
-    """Config sections RSR adds to the run config."""
-
-    attack: AttackConfig = field(default_factory=AttackConfig)
+from robustsr_bench.methods.rsr_options import RSROptions
 
 
 class RSR(Method):
@@ -99,5 +68,5 @@ class RSR(Method):
             return ctx.content_loss(g(lq), gt, pixel_w, percep_w)
 
         with frozen(g, modules.d):
-            lq = a.attack(batch.lq, attack_loss)
+            lq = run_linf_pgd(a, batch.lq, attack_loss)
         return Batch(lq, gt, batch.extras)

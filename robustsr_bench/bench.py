@@ -224,7 +224,7 @@ def resolve(method: str, size: str, overrides: dict[str, Any]) -> Any:
     """``method``'s config at ``size``; ``overrides`` of sections the method does not have
     (``--set degradation.channels=16`` for ESRGAN) are left out for it."""
     sections = {f.name for f in dataclasses.fields(
-        schema_for(registry.method_spec(method).load_adapter().options))}
+        schema_for(registry.method_spec(method).load_options()))}
     own = {k: v for k, v in overrides.items() if k.split(".")[0] in sections}
     return registry.resolve_config(method, size, overrides=own)
 

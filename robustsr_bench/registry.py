@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import (
+    RunConfig,
     check,
+    flatten,
     merge_layer,
     read_yaml,
     schema_for,
@@ -128,24 +130,45 @@ class MethodSpec:
     ablations: dict[str, Ablation] = field(default_factory=dict)
     # The equal-schedule control its verdict compares against: {method, ablation} (report).
     control: dict[str, str] = field(default_factory=dict)
+    # ``options: module:Class`` (the adapter's config sections, importable without torch),
+    # ``none`` (the method adds none) or "" (not declared: read from the adapter)
+    options: str = ""
 
     def load_adapter(self) -> Any:
         """Import and instantiate the adapter class named by ``adapter: module:Class``."""
-        module_name, _, cls_name = self.adapter.partition(":")
-        if module_name == "methods" or module_name.startswith("methods."):
-            warnings.warn(f"{self.source}: adapter '{self.adapter}' uses the old top-level "
-                          f"'methods' package; write 'robustsr_bench.{self.adapter}'",
-                          FutureWarning, stacklevel=2)
-            module_name = f"robustsr_bench.{module_name}"
-        try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"{self.source}: adapter '{self.adapter}' cannot be imported "
-                              f"({exc})") from None
-        return cls()
+        return _import_named(self.adapter, "adapter", self.source)()
+
+    @property
+    def options_declared(self) -> bool:
+        """Whether the YAML names the method's config sections, so that its config can be
+        built without importing the adapter (and torch)."""
+        return bool(self.options)
+
+    def load_options(self) -> type | None:
+        """The dataclass of the config sections the method adds (None: it adds none)."""
+        if self.options == "none":
+            return None
+        if self.options:
+            return _import_named(self.options, "options", self.source)
+        return getattr(self.load_adapter(), "options", None)
 
 
-_SPEC_KEYS = {"adapter", "description", "config", "profiles", "ablations", "control"}
+def _import_named(target: str, key: str, source: str) -> Any:
+    """The object ``module:Name`` names; the old top-level ``methods`` package is accepted
+    with a FutureWarning."""
+    module_name, _, attr = target.partition(":")
+    if module_name == "methods" or module_name.startswith("methods."):
+        warnings.warn(f"{source}: {key} '{target}' uses the old top-level 'methods' package; "
+                      f"write 'robustsr_bench.{target}'", FutureWarning, stacklevel=3)
+        module_name = f"robustsr_bench.{module_name}"
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{source}: {key} '{target}' cannot be imported ({exc})") from None
+
+
+_SPEC_KEYS = {"adapter", "options", "description", "config", "profiles", "ablations",
+              "control"}
 
 
 def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
@@ -175,7 +198,12 @@ def _parse_spec(name: str, data: dict[str, Any], source: str) -> MethodSpec:
     if not isinstance(control, dict) or set(control) - {"method", "ablation"}:
         raise ConfigError(f"{source}: control: must be {{method: NAME, ablation: NAME}} (either "
                           f"may be left out), got {control!r}")
+    options = data.get("options") or ""
+    if not isinstance(options, str) or not (options in ("", "none") or ":" in options):
+        raise ConfigError(f"{source}: options: must be 'module:Class' (the method's config "
+                          f"sections) or 'none', got {options!r}")
     return MethodSpec(name=name, adapter=data["adapter"], description=data.get("description", ""),
+                      options=options,
                       source=source, config=dict(data.get("config") or {}),
                       profiles=dict(data.get("profiles") or {}), ablations=ablations,
                       control={k: str(v) for k, v in control.items()})
@@ -297,26 +325,26 @@ def resolve_config(method: str, profile_name: str = "smoke", ablation: str = "",
                    overrides: dict[str, Any] | None = None) -> Any:
     """Build the typed config of one run from its names and the user's overrides."""
     spec = method_spec(method)
-    adapter = spec.load_adapter()
-    base = typed_base(schema_for(getattr(adapter, "options", None)))
+    base = typed_base(schema_for(spec.load_options()))
     return _merged(base, spec, profile_name, ablation, seed, overrides, lambda layer: layer)
 
 
 def precheck_config(method: str, profile_name: str = "smoke", ablation: str = "", seed: int = 0,
                     overrides: dict[str, Any] | None = None) -> None:
-    """:func:`resolve_config` without importing the method's adapter (which imports torch):
-    the same layers in the same order, restricted to the shared sections, so that most input
-    errors answer in well under a second. The method's own sections are checked by
-    :func:`resolve_config`."""
-    from .config import RunConfig, flatten
-
+    """Every input error of :func:`resolve_config` without importing torch, so that it answers
+    in well under a second. A method whose YAML declares ``options:`` is resolved in full (its
+    option dataclasses are torch-free); for one that does not (a plugin), the shared sections
+    are checked here and its own ones by :func:`resolve_config`, which imports the adapter."""
+    spec = method_spec(method)
+    if spec.options_declared:
+        resolve_config(method, profile_name, ablation, seed, overrides)
+        return
     shared = {f.name for f in dataclasses.fields(RunConfig)}
 
     def only_shared(layer: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in flatten(layer).items() if k.split(".")[0] in shared}
 
-    _merged(typed_base(RunConfig), method_spec(method), profile_name, ablation, seed,
-            overrides, only_shared)
+    _merged(typed_base(RunConfig), spec, profile_name, ablation, seed, overrides, only_shared)
 
 
 def _merged(base: Any, spec: MethodSpec, profile_name: str, ablation: str, seed: int,

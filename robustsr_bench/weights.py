@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -36,8 +37,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from .errors import ConfigError, MissingWeightsError, UserError
 from .files import file_sha256 as sha256
@@ -61,6 +60,8 @@ class WeightsFetchError(UserError):
 
 def _torch_load(path: Path, trusted_pickle: bool = False) -> Any:
     """``torch.load`` on CPU; memory-mapped where the file format allows (fast for big files)."""
+    import torch  # here, not at the top: listing and checking the cache never need torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted_pickle, mmap=True)
     except RuntimeError as exc:
@@ -81,6 +82,7 @@ def _expect_shapes(state: Any, expected: dict[str, tuple[int, ...]]) -> None:
 
 def _torchvision_shapes(arch: str, prefix: str) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of torchvision's ``arch`` (built on the meta device: no memory, no init)."""
+    import torch
     import torchvision.models
 
     with torch.device("meta"):
@@ -135,6 +137,7 @@ def _zoo_checkpoint(architecture: str, file_name: str) -> Callable[[Path], None]
     """A model-zoo file must load (weights-only) as spandrel's ``architecture``."""
     def validate(path: Path) -> None:
         import spandrel
+        import torch
 
         # weights-only: a zoo file never runs code (validated under a temporary name, so
         # the loader is chosen by the entry's declared file name, not by ``path``'s suffix)
@@ -203,10 +206,23 @@ MANIFEST: dict[str, WeightFile] = {w.name: w for w in (
 
 
 def hub_dir() -> Path:
-    """``$TORCH_HOME/hub`` (default ``~/.cache/torch/hub``), as torch.hub computes it now."""
-    import torch.hub
+    """``$TORCH_HOME/hub`` (default ``~/.cache/torch/hub``), as torch.hub computes it now.
 
-    return Path(torch.hub.get_dir())
+    Once torch.hub is imported it answers (a ``torch.hub.set_dir`` is honoured); before, the
+    same rule is read from the environment, so ``list zoo`` and ``weights check`` start without
+    importing torch (2-4 s)."""
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        return Path(hub.get_dir())
+    return _hub_dir_from_env()
+
+
+def _hub_dir_from_env() -> Path:
+    """torch.hub's documented default: ``$TORCH_HOME/hub``, else ``$XDG_CACHE_HOME/torch/hub``,
+    else ``~/.cache/torch/hub``."""
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    home = os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))
+    return Path(os.path.expanduser(home)) / "hub"
 
 
 def _package_dir(package: str) -> Path:

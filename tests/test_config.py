@@ -100,3 +100,37 @@ def test_yaml_values_round_trip(value):
     import yaml
 
     assert parse_value(yaml.safe_dump(value).strip().removesuffix("...").strip()) == value
+
+
+@pytest.mark.parametrize("method", registry.method_names())
+def test_each_methods_sections_are_declared_once_and_load_without_the_adapter(method):
+    """The YAML's ``options:`` names the very class the adapter uses: one definition of every
+    option's range, read by the torch-free precheck and by training alike."""
+    spec = registry.method_spec(method)
+    assert spec.options_declared
+    assert spec.load_options() is getattr(spec.load_adapter(), "options", None)
+
+
+def _method_yaml(tmp_path: Path, monkeypatch, text: str) -> None:
+    root = tmp_path / "configs"
+    (root / "methods").mkdir(parents=True)
+    (root / "methods" / "x.yaml").write_text(text)
+    monkeypatch.setenv("ROBUSTSR_CONFIGS", str(root))
+
+
+def test_method_yaml_options_must_name_a_class_or_none(tmp_path: Path, monkeypatch):
+    _method_yaml(tmp_path, monkeypatch,
+                 "adapter: robustsr_bench.methods.rsr:RSR\noptions: rsr_options\n")
+    with pytest.raises(ConfigError, match=r"x.yaml: options: must be 'module:Class'"):
+        registry.method_spec("x")
+
+
+def test_a_plugin_without_options_line_has_its_sections_checked_with_its_adapter(
+        tmp_path: Path, monkeypatch):
+    _method_yaml(tmp_path, monkeypatch, "adapter: robustsr_bench.methods.rsr:RSR\n")
+    bad = {"attack.eps": 0.0}
+    registry.precheck_config("x", overrides=bad)  # shared sections only: nothing to refuse
+    with pytest.raises(ConfigError, match=r"attack.eps=0.0 is invalid"):
+        registry.resolve_config("x", overrides=bad)
+    with pytest.raises(ConfigError, match=r"train.iters=-1 is invalid"):
+        registry.precheck_config("x", overrides={"train.iters": -1})

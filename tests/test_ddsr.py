@@ -16,9 +16,9 @@ from robustsr_bench.data.blur_kernels import (
     centre_of_mass,
     kernel_centre,
     kernel_psnr,
-    kernel_size_for,
     random_gaussian_kernels,
 )
+from robustsr_bench.data.kernel_options import kernel_size_for
 from robustsr_bench.errors import ConfigError
 from robustsr_bench.nets.dip_unet import SkipUNet
 from robustsr_bench.nets.kernel_generator import KernelGenerator

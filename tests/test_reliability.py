@@ -68,6 +68,14 @@ def test_written_files_honour_the_umask(tmp_path):
     ["--help"], ["list", "methods"], ["list", "suites"], ["list", "datasets"],
     ["run", "--workdir", "/proc/robustsr_x"], ["run", "--device", "banana"],
     ["run", "--set", "train.iters=-1"], ["run", "--set", "runtime.log_every=0"],
+    # a method's own sections are checked from its torch-free options module (YAML options:)
+    ["run", "--method", "rsr", "--set", "attack.eps=0"],
+    ["run", "--method", "rsr", "--set", "attack.epz=1"],
+    ["run", "--method", "esrgan", "--set", "attack.eps=1"],
+    ["run", "--method", "ddsr", "--set", "kernel.size=8"],
+    ["run", "--method", "bapd", "--set", "edges.method=x"],
+    ["run", "--method", "and", "--ablation", "no_adversarial", "--set", "degradation.channels=1"],
+    ["list", "zoo"],
 ])
 def test_help_list_and_input_errors_import_no_torch(argv):
     """Start-up stays instant: torch (seconds to import) only in commands that need it."""

@@ -206,3 +206,15 @@ def test_run_table_shows_unavailable_metrics_with_the_reason(tiny, capsys):
     headers = [line.split()[0] for line in out.splitlines() if line.startswith(("PIQE", "LPIPS"))]
     assert headers == ["PIQE↓"]  # LPIPS never recorded: a note instead of a block
     assert f"n/a LPIPS: unavailable, missing {weights.MANIFEST['alexnet'].path}" in out
+
+
+@pytest.mark.parametrize("env", [{}, {"TORCH_HOME": "/tmp/th"}, {"XDG_CACHE_HOME": "/tmp/xdg"},
+                                 {"TORCH_HOME": "~/th", "XDG_CACHE_HOME": "/tmp/xdg"}])
+def test_the_cache_folder_read_without_torch_is_torch_hubs(env, monkeypatch):
+    import torch.hub
+
+    for key in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert weights._hub_dir_from_env() == Path(torch.hub.get_dir())

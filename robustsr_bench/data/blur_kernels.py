@@ -37,15 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .kernel_options import CENTRES
+
 _CENTRING_STEPS = 8
-
-
-def kernel_size_for(scale: int, size: int = 0) -> int:
-    """``size`` if set, else the code's ``min(4 * scale + 3, 21)``."""
-    return size if size > 0 else min(4 * scale + 3, 21)
-
-
-CENTRES = ("aligned", "code")
 
 
 def kernel_centre(size: int, scale: int, centre: str = "aligned") -> float:
@@ -90,17 +84,6 @@ def _gaussian(grid: Tensor, mean: Tensor, a: Tensor, b: Tensor, c: Tensor) -> Te
     dx = grid.view(1, 1, -1) - mean[:, 1].view(-1, 1, 1)  # columns
     quad = a.view(-1, 1, 1) * dx ** 2 + 2 * b.view(-1, 1, 1) * dx * dy + c.view(-1, 1, 1) * dy ** 2
     return torch.exp(-0.5 * quad)
-
-
-def variance_range(scale: int, per_scale_min: float = 0.175, per_scale_max: float = 2.5,
-                   max_cap: float = 10.0, min_offset: float = 0.0,
-                   max_offset: float = 0.0) -> tuple[float, float]:
-    """``(0.175 s + min_offset, min(2.5 s, 10) + max_offset)``: the code's variance range."""
-    low = per_scale_min * scale + min_offset
-    high = min(per_scale_max * scale, max_cap) + max_offset
-    if not 0 < low <= high:
-        raise ValueError(f"kernel variance range ({low}, {high}) must satisfy 0 < low <= high")
-    return low, high
 
 
 def random_gaussian_kernels(n: int, size: int, scale: int, var_min: float, var_max: float,

@@ -20,41 +20,18 @@ All of it is **our choice** (the BAPD source only names the folder):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import check
+from .edge_options import EdgeConfig
 
-EDGE_METHODS = ("sobel", "canny")
 _LUMA = (0.299, 0.587, 0.114)
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 _SOBEL_NORM = 4.0  # the Sobel response of a unit step edge
 _SQRT_EPS = 1e-12  # keeps the magnitude's gradient finite where the image is flat
-
-
-@dataclass
-class EdgeConfig:
-    """How edge maps are computed (our choice; see the module docstring).
-
-    ``canny_sigma`` is the Gaussian pre-smoothing; ``canny_low`` / ``canny_high`` are the
-    hysteresis thresholds on the normalised magnitude (a unit step edge has magnitude 1).
-    """
-
-    method: str = "sobel"
-    canny_sigma: float = 1.0
-    canny_low: float = 0.1
-    canny_high: float = 0.2
-
-    def __post_init__(self) -> None:
-        check(self.method in EDGE_METHODS, "edges.method", self.method,
-              f"one of: {', '.join(EDGE_METHODS)}")
-        check(self.canny_sigma > 0, "edges.canny_sigma", self.canny_sigma, "a number > 0")
-        check(0 <= self.canny_low <= self.canny_high, "edges.canny_low", self.canny_low,
-              "a number in [0, edges.canny_high]")
 
 
 def luma(img: Tensor) -> Tensor:
