@@ -109,9 +109,10 @@ def check_workdir(root: str | os.PathLike) -> None:
     if path.exists() and not path.is_dir():
         raise UserError(f"work dir {path} is a file, not a folder; {hint}")
     if path.is_dir():
-        if not os.access(path, os.W_OK | os.X_OK):
+        if os.access(path, os.W_OK | os.X_OK):
+            return
+        if path.is_dir():  # else another rank's trial folder, removed meanwhile: try ours
             raise UserError(f"work dir {path} is not writable; {hint}")
-        return
     created = [p for p in [path, *path.parents] if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)  # exist_ok: ranks of one job check at once

@@ -342,6 +342,25 @@ def test_read_only_workdir(tmp_path, finished, capsys, monkeypatch):
         locked.chmod(0o755)
 
 
+def test_a_workdir_another_rank_is_trying_is_not_called_unwritable(tmp_path, monkeypatch):
+    """Two ranks of one torchrun job check a missing --workdir at once: rank 0 creates it to try
+    and removes it; rank 1, which saw it exist, must not then call it 'not writable' (CI did)."""
+    import os
+
+    from robustsr_bench.files import check_workdir
+
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def removed_by_the_other_rank(p, mode, **kw):
+        work.rmdir()
+        return False
+
+    monkeypatch.setattr(os, "access", removed_by_the_other_rank)
+    check_workdir(work)
+    assert not work.exists()  # our own trial folder is removed again
+
+
 def _tiny_run(**more) -> list[str]:
     return ["run", *as_set_args({**TINY, "train.iters": 1, "train.ckpt_every": 1, **more})]
 
