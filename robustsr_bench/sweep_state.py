@@ -3,9 +3,9 @@
 State of a sweep lives in ``<workdir>/sweeps/<name>/``: ``plan.json`` (the run ids of the last
 submission), ``jobs.json`` (launcher, job id and log paths per run; only the submitting process
 writes it), ``state/<run_id>.json`` (written by the job: running, or failed with the error and
-log path) and ``submitit/`` (job scripts and logs). ``status`` combines these with the run records
-and, for Slurm, the scheduler's own state (``sacct``), so a job killed without a chance to write
-anything (out of memory, time-out without requeue) still shows as failed.
+log path) and ``submitit/`` (Slurm's job scripts and logs; local runs' logs). ``status``
+combines these with the run records and, for Slurm, the scheduler's own state (``sacct``), so a
+job killed without a chance to write anything (out of memory, time-out without requeue) still shows as failed.
 """
 
 from __future__ import annotations

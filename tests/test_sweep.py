@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 from robustsr_bench import cli, launch, registry, sweeps
 from robustsr_bench.config import flatten, to_dict
 from robustsr_bench.errors import ConfigError
+from robustsr_bench.launch_local import LocalJob
 from robustsr_bench.results import RunDir, run_id
 
 from conftest import TINY
@@ -188,3 +191,34 @@ def test_local_launcher_runs_in_parallel_and_a_second_submission_is_empty(tmp_pa
     capsys.readouterr()
     assert cli.main(["sweep", str(path), "--launcher", "local"]) == 0
     assert "0 submitted, 2 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_failed_local_run_points_at_its_own_log_with_the_error(tmp_path, isolated, capsys):
+    path = tiny_sweep(tmp_path, seeds=(0,), fail=True)
+    assert cli.main(["sweep", str(path), "--launcher", "local", "--parallel", "2"]) == 1
+    done, failed = sorted(launch.sweep_status(isolated, "tiny"), key=lambda s: s.state)
+    assert (done.state, failed.state) == ("done", "failed")
+    assert "/nonexistent/hr: folder not found" in failed.error
+    assert "DataError: /nonexistent/hr" in Path(failed.log).read_text()
+
+
+def _sleep_forever(started: Path) -> None:
+    started.touch()
+    time.sleep(600)
+
+
+def test_a_cancelled_local_job_stops(tmp_path):
+    """Ctrl-C on a local sweep cancels its running jobs (SIGINT, as submitit's local jobs)."""
+    started = tmp_path / "started"
+    job = LocalJob(functools.partial(_sleep_forever, started), tmp_path / "logs")
+    assert job.job_id.isdigit()
+    for _ in range(600):
+        if started.exists():
+            break
+        time.sleep(0.1)
+    assert not job.done()
+    job.cancel()
+    job.process.join(30)
+    assert job.done() and job.process.exitcode != 0
+    assert "KeyboardInterrupt" in job.paths.stderr.read_text()
