@@ -155,13 +155,12 @@ def suite_psnr(name: str, scale: int, paths: Sequence[Path]) -> list[float]:
 def suite_stats(name: str, scale: int,
                 paths: Sequence[Path]) -> tuple[list[float], list[float]]:
     """:func:`suite_psnr` and the DC share of each suite LR's error (:func:`dc_share`)."""
-    seed = int(registry.suite(name).get("seed", 0))
-    clean_seed = int(registry.suite("clean").get("seed", 0))
+    suite, clean = registry.suite_spec(name), registry.suite_spec("clean")
     psnrs, shares = [], []
     for index, path in enumerate(paths):
         hr = mod_crop(to_tensor(load_image(path)), scale)
-        lr = apply_ops(hr, suite_ops(name), scale, np.random.default_rng([seed, index]))
-        ref = apply_ops(hr, suite_ops("clean"), scale, np.random.default_rng([clean_seed, index]))
+        lr = apply_ops(hr, suite_ops(suite), scale, np.random.default_rng([suite.seed, index]))
+        ref = apply_ops(hr, suite_ops(clean), scale, np.random.default_rng([clean.seed, index]))
         psnrs += lr_psnr(lr, ref)
         shares.append(dc_share(lr - ref))
     return psnrs, shares

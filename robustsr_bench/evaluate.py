@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from robustsr_bench.methods.base import Method, Restored
+
+from . import registry
 from .data import embedded
 from .data.blur_kernels import kernel_psnr
 from .data.io import quantize, save_image, to_numpy, to_tensor
@@ -86,7 +88,8 @@ def evaluate(cfg: Any, method: Method, net: nn.Module | None, run_id: str, root:
     rows = []
     for number, suite in enumerate(cfg.eval.suites, start=1):
         log.info("%s: evaluating suite %d/%d %s", run_id, number, len(cfg.eval.suites), suite)
-        for item in load_suite(suite, cfg.scale, images, root, cfg.data.root):
+        for item in load_suite(registry.suite_spec(suite), cfg.scale, images, root,
+                               cfg.data.root):
             start = time.perf_counter()
             restored = restore_image(method, to_tensor(item.lr).to(device), net, cfg)
             seconds = time.perf_counter() - start

@@ -25,6 +25,7 @@ import pandas as pd
 import seaborn as sns
 import yaml
 
+from . import registry
 from .data.degradations import bicubic_resize
 from .data.io import to_numpy, to_tensor
 from .data.suites import load_suite
@@ -130,7 +131,7 @@ def suite_pair(run_path: Path, suite: str, stem: str, root: Path) -> tuple[np.nd
     cfg = yaml.safe_load((run_path / "config.yaml").read_text())
     scale = int(cfg["scale"])
     images = eval_images(SimpleNamespace(eval=SimpleNamespace(images=cfg["eval"]["images"])))
-    item = next(i for i in load_suite(suite, scale, images, root) if i.name == stem)
+    item = next(i for i in load_suite(registry.suite_spec(suite), scale, images, root) if i.name == stem)
     up = bicubic_resize(to_tensor(item.lr), scale_factor=scale).clamp(0, 1)
     return item.hr, to_numpy(up)
 

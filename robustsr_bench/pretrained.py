@@ -203,7 +203,8 @@ def _summary(cfg: Any, run: RunDir, source: Source, model: LoadedModel, digest: 
                                   "square": model.square},
             "config_hash": config_hash(cfg), "version": __version__, "init": str(source.path),
             "trained_on": source.trained_on, "train_data": {"dataset": source.trained_on},
-            "suites": list(cfg.eval.suites), "eval_data": eval_data(cfg, frame),
+            "suites": list(cfg.eval.suites),
+            "eval_data": eval_data(cfg, frame, registry.suite_specs(cfg.eval.suites)),
             "train_seconds": 0.0, "eval_seconds": round(seconds, 3), "device": str(device),
             "torch": torch.__version__, "means": summarize(frame),
             "unavailable_metrics": unavailable, "world_size": 1}

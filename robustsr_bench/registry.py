@@ -40,6 +40,7 @@ from .config import (
 )
 from .data.layouts import is_registered
 from .data.layouts import names as dataset_names
+from .data.suite_spec import SuiteSpec
 from .errors import ConfigError
 from .files import safe_name
 
@@ -279,6 +280,19 @@ def suite(name: str) -> dict[str, Any]:
             raise unknown("suite", name, sorted(families) or sorted(_prefixes()))
         return dict(generated[name])
     return _named_yaml("suite", "suites", name)
+
+
+def suite_spec(name: str) -> SuiteSpec:
+    """Suite ``name`` as the data layer takes it: its fields and the file that defines it."""
+    fields = suite(name)
+    block = fields.get("corruption")
+    source = (f"{block['file']} (suite {name})" if block
+              else str(find_config("suites", name) or ""))
+    return SuiteSpec(name, fields, source)
+
+
+def suite_specs(names: Sequence[str]) -> dict[str, SuiteSpec]:
+    return {name: suite_spec(name) for name in names}
 
 
 def family_suites() -> dict[str, dict[str, Any]]:

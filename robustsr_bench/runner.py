@@ -92,8 +92,9 @@ def preflight(cfg: Any, root: Path) -> tuple[Method, dict[str, Path]]:
     check_device(cfg.runtime.device)
     method = registry.method_spec(cfg.method).load_adapter()
     for suite in cfg.eval.suites:  # a misspelt suite, a bad op or crop fails now, not after
-        check_suite(suite)         # hours of training
-        suite_crop(suite, cfg.scale)
+        spec = registry.suite_spec(suite)  # hours of training
+        check_suite(spec)
+        suite_crop(spec, cfg.scale)
     check_eval_images(cfg)
     if method.trains:
         check_train_images(cfg)
@@ -319,7 +320,8 @@ def _summary(cfg: Any, method: Method, run: RunDir, init_from: str, train_s: flo
             "ablation": cfg.ablation, "profile": cfg.profile, "seed": cfg.seed,
             "config_hash": config_hash(cfg), "version": __version__, "init": init_from,
             "trained_on": trained_on(cfg, method.trains), "suites": list(cfg.eval.suites),
-            "train_data": train_data(cfg, method.trains), "eval_data": eval_data(cfg, frame),
+            "train_data": train_data(cfg, method.trains),
+            "eval_data": eval_data(cfg, frame, registry.suite_specs(cfg.eval.suites)),
             "train_seconds": round(train_s, 3), "eval_seconds": round(eval_s, 3),
             "device": str(select_device(cfg.runtime.device)), "torch": torch.__version__,
             "means": summarize(frame)}

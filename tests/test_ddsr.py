@@ -209,7 +209,7 @@ def test_evaluation_scores_the_kernel_that_restore_returned_with_the_image(isola
         "eval.suites": [suite], "eval.metrics": ["psnr_y"], "eval.optional_metrics": [],
         "runtime.device": "cpu"})
     truth = {item.name: item.kernel for item in
-             load_suite(suite, 4, embedded.held_out_paths(), isolated)}
+             load_suite(registry.suite_spec(suite), 4, embedded.held_out_paths(), isolated)}
     size = next(iter(truth.values())).shape[-1]
     frame = evaluate(cfg, Blind(size), None, "blind", isolated, torch.device("cpu"))
     scored = frame[frame.metric == "kernel_psnr"].set_index("image")["value"]
@@ -267,8 +267,8 @@ def test_crop_suite_is_the_centre_of_the_whole_suite_with_its_kernel(isolated):
     from robustsr_bench.data.suites import load_suite
 
     images = embedded.held_out_paths()[:2]
-    whole = load_suite("ddsr_gaussian", 4, images, isolated)
-    cropped = load_suite("ddsr_gaussian_crop32", 4, images, isolated)
+    whole = load_suite(registry.suite_spec("ddsr_gaussian"), 4, images, isolated)
+    cropped = load_suite(registry.suite_spec("ddsr_gaussian_crop32"), 4, images, isolated)
     for full, crop in zip(whole, cropped):
         assert crop.name == full.name and crop.lr.shape == (32, 32, 3)
         assert crop.hr.shape == (128, 128, 3)
@@ -280,7 +280,8 @@ def test_crop_suite_is_the_centre_of_the_whole_suite_with_its_kernel(isolated):
     cfg = registry.resolve_config("ddsr", "smoke", overrides={"eval.suites":
                                                               ["ddsr_gaussian_crop32"]})
     frame = pd.DataFrame({"suite": ["ddsr_gaussian_crop32"], "image": ["a"]})
-    assert eval_data(cfg, frame)["ddsr_gaussian_crop32"]["dataset"] == \
+    specs = registry.suite_specs(cfg.eval.suites)
+    assert eval_data(cfg, frame, specs)["ddsr_gaussian_crop32"]["dataset"] == \
         "embedded (central 32x32 LR crops)"
 
 
@@ -289,13 +290,13 @@ def test_crop_suite_is_the_centre_of_the_whole_suite_with_its_kernel(isolated):
     ("32", {}, "crop='32' must be"),
     (32, {"lr_dir": "photos"}, "crop applies to generated suites only"),
 ])
-def test_bad_suite_crop_is_refused_naming_the_suite(monkeypatch, crop, spec, message):
+def test_bad_suite_crop_is_refused_naming_the_suite(crop, spec, message):
+    from robustsr_bench.data.suite_spec import SuiteSpec
     from robustsr_bench.data.suites import load_suite
 
-    monkeypatch.setattr(registry, "suite", lambda name: {"ops": [{"op": "downscale"}],
-                                                         "crop": crop, **spec})
+    tiny = SuiteSpec("tiny", {"ops": [{"op": "downscale"}], "crop": crop, **spec})
     with pytest.raises(ConfigError, match=f"suite 'tiny': {message}"):
-        load_suite("tiny", 4, [], Path("."))
+        load_suite(tiny, 4, [], Path("."))
 
 
 def test_report_and_run_show_kernel_psnr_where_recorded(isolated, tmp_path):

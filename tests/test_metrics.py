@@ -200,12 +200,12 @@ def test_optional_metrics_without_files_are_planned_out_with_the_reason():
     assert "weights fetch alexnet" in plan.unavailable["lpips_alex"]
 
 
-def test_no_reference_suite_gives_lr_only_images(tmp_path, monkeypatch):
-    from robustsr_bench import registry
+def test_no_reference_suite_gives_lr_only_images(tmp_path):
     from robustsr_bench.data.io import save_image
+    from robustsr_bench.data.suite_spec import SuiteSpec
     from robustsr_bench.data.suites import load_suite
 
     save_image(tmp_path / "real" / "photo.png", np.full((24, 20, 3), 0.5, np.float32))
-    monkeypatch.setattr(registry, "suite", lambda name: {"lr_dir": str(tmp_path / "real")})
-    [item] = load_suite("phone_photos", 4, [], tmp_path)
+    [item] = load_suite(SuiteSpec("phone_photos", {"lr_dir": str(tmp_path / "real")}), 4, [],
+                        tmp_path)
     assert item.name == "photo" and item.hr is None and item.lr.shape == (24, 20, 3)

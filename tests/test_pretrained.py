@@ -19,6 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
+from robustsr_bench import registry
 from robustsr_bench.cli import main
 from robustsr_bench.data.io import quantize, to_numpy, to_tensor
 from robustsr_bench.data.suites import load_suite
@@ -148,7 +149,7 @@ def test_evaluate_writes_a_standard_record(family, tmp_path, isolated, capsys):
 
     from robustsr_bench.data.layouts import list_images
 
-    item = next(i for i in load_suite("clean", 4, list_images(str(images)), isolated, "")
+    item = next(i for i in load_suite(registry.suite_spec("clean"), 4, list_images(str(images)), isolated, "")
                 if i.name == "im0")
     ref = to_numpy(quantize(ModelLoader().load_from_file(path)(to_tensor(item.lr))))
     saved = np.asarray(Image.open(run / "images" / "clean" / "im0.png"))

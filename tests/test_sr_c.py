@@ -38,7 +38,7 @@ def hr():
 
 def _lr(hr, suite: str, index: int = 0) -> np.ndarray:
     seed = registry.suite(suite)["seed"]
-    return to_numpy(apply_ops(hr, suite_ops(suite), 4, np.random.default_rng([seed, index])))
+    return to_numpy(apply_ops(hr, suite_ops(registry.suite_spec(suite)), 4, np.random.default_rng([seed, index])))
 
 
 def test_sr_c_has_at_least_15_families_of_5_severities_listed_by_name():
@@ -83,8 +83,8 @@ def test_lr_psnr_against_clean_lr_decreases_with_severity(hr):
 
 
 def test_realesrgan_family_top_severity_is_the_published_pipeline():
-    assert suite_ops("src/realesrgan/5") == realesrgan_ops() == suite_ops("realesrgan")
-    assert suite_ops("src/realesrgan/1")[0]["sigma"] == pytest.approx([0.2, 0.2 + 2.8 / 5])
+    assert suite_ops(registry.suite_spec("src/realesrgan/5")) == realesrgan_ops() == suite_ops(registry.suite_spec("realesrgan"))
+    assert suite_ops(registry.suite_spec("src/realesrgan/1"))[0]["sigma"] == pytest.approx([0.2, 0.2 + 2.8 / 5])
 
 
 def test_a_misspelt_corruption_fails_in_one_line_naming_the_field(tmp_path, monkeypatch):
@@ -104,7 +104,7 @@ def test_a_misspelt_corruption_fails_in_one_line_naming_the_field(tmp_path, monk
 def suite_ops_checked(name: str) -> None:
     from robustsr_bench.data.degradations import validate_ops
 
-    validate_ops(suite_ops(name))
+    validate_ops(suite_ops(registry.suite_spec(name)))
 
 
 # --------------------------------------------------------------------------- scores
@@ -176,7 +176,7 @@ def test_seal_set_is_the_frozen_kmeans_choice_of_concrete_pipelines(hr):
     levels = [n for n in registry.names_in("suites") if n.startswith("seal/")]
     assert len(levels) >= 20
     for name in levels:
-        for op in suite_ops(name):
+        for op in suite_ops(registry.suite_spec(name)):
             assert not any(isinstance(v, list) for v in op.values()), (name, op)  # no ranges
         np.testing.assert_array_equal(_lr(hr, name), _lr(hr, name), err_msg=name)
 

@@ -9,12 +9,12 @@ additive: older records without these keys still read (the report falls back to
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
-from .. import registry
 from .datasets import train_pairs
+from .suite_spec import SuiteSpec
 
 
 def trained_on(cfg: Any, trains: bool) -> str:
@@ -34,17 +34,20 @@ def train_data(cfg: Any, trains: bool) -> dict[str, Any]:
             "scale": cfg.scale, "images": len(train_pairs(cfg))}
 
 
-def eval_data(cfg: Any, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per suite: the dataset its images come from and how many images were scored."""
+def eval_data(cfg: Any, frame: pd.DataFrame,
+              specs: Mapping[str, SuiteSpec]) -> dict[str, dict[str, Any]]:
+    """Per suite of ``cfg.eval.suites`` (described by ``specs``): the dataset its images come
+    from and how many images were scored."""
     out = {}
     for suite in cfg.eval.suites:
-        spec = registry.suite(suite)
-        if spec.get("dataset"):
-            source = f"{spec['dataset']}:{spec.get('split') or 'default'}"
+        spec = specs[suite]
+        if spec.dataset:
+            source = f"{spec.dataset}:{spec.split or 'default'}"
         else:
-            source = str(spec.get("lr_dir") or cfg.eval.images)
-        if spec.get("crop"):
-            source += f" (central {spec['crop']}x{spec['crop']} LR crops)"
+            source = spec.lr_dir or str(cfg.eval.images)
+        crop = spec.fields.get("crop")
+        if crop:
+            source += f" (central {crop}x{crop} LR crops)"
         images = frame.loc[frame["suite"] == suite, "image"].nunique()
         out[suite] = {"dataset": source, "images": int(images)}
     return out

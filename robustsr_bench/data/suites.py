@@ -28,7 +28,6 @@ from typing import Sequence
 import numpy as np
 from torch import Tensor
 
-from .. import registry
 from ..errors import ConfigError, DataError
 from ..files import Workdir, atomic_write_text, current_umask
 from ..metrics import _SSIM_WINDOW
@@ -38,6 +37,7 @@ from .io import load_image, save_image, to_tensor
 from .layouts import data_root as resolve_root
 from .layouts import discover
 from .pairs import list_images
+from .suite_spec import SuiteSpec
 
 FORMAT_VERSION = 1
 
@@ -52,54 +52,45 @@ class EvalImage:
     kernel: np.ndarray | None = None
 
 
-def suite_ops(name: str) -> list[dict]:
-    spec = registry.suite(name)
-    ops = spec.get("ops")
+def suite_ops(spec: SuiteSpec) -> list[dict]:
+    """The suite's degradation steps (``ops: realesrgan`` expands to Real-ESRGAN's pipeline at
+    the suite's ``level``)."""
+    ops = spec.fields.get("ops")
     if ops == "realesrgan":
-        return realesrgan_ops(float(spec.get("level", 1.0)))
+        return realesrgan_ops(float(spec.fields.get("level", 1.0)))
     if not isinstance(ops, list) or not ops:
-        raise ConfigError(f"{suite_source(name)}: ops: must be a list of degradation steps or "
+        raise ConfigError(f"{spec.where}: ops: must be a list of degradation steps or "
                           f"'realesrgan'")
     return ops
 
 
-def suite_source(name: str) -> str:
-    """The file that defines suite ``name`` (a suite YAML or a family file), for messages."""
-    block = registry.suite(name).get("corruption")
-    if block:
-        return f"{block['file']} (suite {name})"
-    return str(registry.find_config("suites", name) or f"suite '{name}'")
+def check_suite(spec: SuiteSpec) -> None:
+    """Refuse a suite with a malformed op, in one line naming its file and field, before any
+    training starts (an unknown name is refused by the registry that builds ``spec``)."""
+    if spec.generated:
+        validate_ops(suite_ops(spec), f"{spec.where}: ops")
 
 
-def check_suite(name: str) -> None:
-    """Refuse an unknown suite or one with a malformed op, in one line naming its file and
-    field, before any training starts."""
-    spec = registry.suite(name)
-    if spec.get("dataset") or spec.get("lr_dir"):
-        return
-    validate_ops(suite_ops(name), f"{suite_source(name)}: ops")
-
-
-def _cache_dir(name: str, scale: int, images: Sequence[Path], root: Path) -> Path:
-    spec = registry.suite(name)
-    key = json.dumps({"spec": spec, "ops": suite_ops(name), "scale": scale, "v": FORMAT_VERSION,
-                      "images": [str(p) for p in images]}, sort_keys=True, default=str)
+def _cache_dir(spec: SuiteSpec, scale: int, images: Sequence[Path], root: Path) -> Path:
+    key = json.dumps({"spec": dict(spec.fields), "ops": suite_ops(spec), "scale": scale,
+                      "v": FORMAT_VERSION, "images": [str(p) for p in images]},
+                     sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-    return Workdir(root).suite_cache / f"{name}-x{scale}-{digest}"
+    return Workdir(root).suite_cache / f"{spec.name}-x{scale}-{digest}"
 
 
-def suite_crop(name: str, scale: int) -> int:
+def suite_crop(spec: SuiteSpec, scale: int) -> int:
     """The suite's central LR crop side (0: whole images), refused when metrics could not score
     it (see :func:`min_eval_side`) or when the suite's images are not generated here."""
-    spec = registry.suite(name)
-    crop = spec.get("crop", 0)
+    crop = spec.fields.get("crop", 0)
     least = min_eval_side(scale) // scale
     if crop is None or isinstance(crop, bool) or not isinstance(crop, int) or (
             crop != 0 and crop < least):
-        raise ConfigError(f"suite '{name}': crop={crop!r} must be 0 (whole images) or an integer "
-                          f">= {least} LR pixels (the smallest side the metrics score at x{scale})")
-    if crop and (spec.get("dataset") or spec.get("lr_dir")):
-        raise ConfigError(f"suite '{name}': crop applies to generated suites only, not to "
+        raise ConfigError(f"suite '{spec.name}': crop={crop!r} must be 0 (whole images) or an "
+                          f"integer >= {least} LR pixels (the smallest side the metrics score "
+                          f"at x{scale})")
+    if crop and not spec.generated:
+        raise ConfigError(f"suite '{spec.name}': crop applies to generated suites only, not to "
                           f"'dataset' or 'lr_dir' suites")
     return int(crop)
 
@@ -121,10 +112,8 @@ def min_eval_side(scale: int) -> int:
     return scale * -(-(_SSIM_WINDOW + 2 * scale) // scale)
 
 
-def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
-    seed = int(registry.suite(name).get("seed", 0))
-    ops = suite_ops(name)
-    crop = suite_crop(name, scale)
+def _generate(spec: SuiteSpec, scale: int, images: Sequence[Path], out: Path) -> None:
+    seed, ops, crop = spec.seed, suite_ops(spec), suite_crop(spec, scale)
     # A private temp folder per process: concurrent jobs (a sweep) may generate the same suite.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
@@ -140,7 +129,7 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
         if "kernel" in record:
             (tmp / "kernels").mkdir(exist_ok=True)
             np.save(tmp / "kernels" / f"{path.stem}.npy", record["kernel"])
-    atomic_write_text(tmp / "meta.json", json.dumps({"suite": name, "scale": scale,
+    atomic_write_text(tmp / "meta.json", json.dumps({"suite": spec.name, "scale": scale,
                                                      "images": [p.stem for p in images]}))
     try:
         tmp.rename(out)
@@ -148,24 +137,21 @@ def _generate(name: str, scale: int, images: Sequence[Path], out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_suite(name: str, scale: int, images: Sequence[Path], root: Path,
+def load_suite(spec: SuiteSpec, scale: int, images: Sequence[Path], root: Path,
                data_root: str = "") -> list[EvalImage]:
     """The suite's (LR, HR) pairs, generated on first use; a suite with ``lr_dir: PATH`` is a
     no-reference set (real LR photos, no HR), which gets no-reference metrics only; one with
     ``dataset: NAME`` (and ``split:``) is a registered dataset's own pairs under ``data_root``
     (``--data-root``, else ``$ROBUSTSR_DATA``), e.g. RealSR Canon x4 test."""
-    spec = registry.suite(name)
-    suite_crop(name, scale)  # a crop on a dataset or lr_dir suite is refused, not ignored
-    if spec.get("dataset"):
-        return dataset_images(str(spec["dataset"]), str(spec.get("split") or ""), scale,
-                              data_root)
-    lr_dir = spec.get("lr_dir")
-    if lr_dir:
+    suite_crop(spec, scale)  # a crop on a dataset or lr_dir suite is refused, not ignored
+    if spec.dataset:
+        return dataset_images(spec.dataset, spec.split, scale, data_root)
+    if spec.lr_dir:
         return [EvalImage(p.stem, load_image(p), None, None)
-                for p in list_images(Path(str(lr_dir)).expanduser())]
-    out = _cache_dir(name, scale, images, root)
+                for p in list_images(Path(spec.lr_dir).expanduser())]
+    out = _cache_dir(spec, scale, images, root)
     if not (out / "meta.json").is_file():
-        _generate(name, scale, images, out)
+        _generate(spec, scale, images, out)
     stems = json.loads((out / "meta.json").read_text())["images"]
     return [EvalImage(stem, load_image(out / "lr" / f"{stem}.png"),
                       load_image(out / "hr" / f"{stem}.png"), _true_kernel(out, stem))
@@ -193,8 +179,4 @@ def _true_kernel(out: Path, stem: str) -> np.ndarray | None:
     """The blur kernel the suite applied to ``stem``, where its ops recorded one."""
     path = out / "kernels" / f"{stem}.npy"
     return np.load(path) if path.is_file() else None
-
-
-def describe(name: str) -> str:
-    return str(registry.suite(name).get("description", ""))
 
