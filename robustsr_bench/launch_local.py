@@ -97,7 +97,10 @@ class LocalJob:
 
 
 def _run_logged(job: RunJob, paths: _LogPaths) -> None:
-    """The child's body: stdout/stderr to the job's log files, then the run."""
+    """The child's body: stdout/stderr to the job's log files, then the run. SIGINT raises
+    KeyboardInterrupt here even when the sweep was started with it ignored (``nohup ... &``,
+    whose disposition the fork inherits), so that :meth:`LocalJob.cancel` always works."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for fd, path in ((1, paths.stdout), (2, paths.stderr)):
         with open(path, "ab", buffering=0) as f:
             os.dup2(f.fileno(), fd)

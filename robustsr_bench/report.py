@@ -100,7 +100,8 @@ def _write(path: Path, text: str) -> Path:
 
 
 TEXT_SUFFIXES = (".md", ".csv", ".tex")
-OTHER_OUTPUTS = ("bench.md", "calibration_and.md")  # written by `bench` and `calibrate`
+# written by `bench`, `calibrate` and scripts/bench_job_startup.py, not by report
+OTHER_OUTPUTS = ("bench.md", "calibration_and.md", "bench_startup.md")
 
 
 def check_report(root: Path, out: Path, options: ReportOptions) -> list[str]:
