@@ -351,14 +351,17 @@ def precheck_config(method: str, profile_name: str = "smoke", ablation: str = ""
     are checked here and its own ones by :func:`resolve_config`, which imports the adapter."""
     spec = method_spec(method)
     if spec.options_declared:
-        resolve_config(method, profile_name, ablation, seed, overrides)
-        return
-    shared = {f.name for f in dataclasses.fields(RunConfig)}
+        cfg = resolve_config(method, profile_name, ablation, seed, overrides)
+    else:
+        shared = {f.name for f in dataclasses.fields(RunConfig)}
 
-    def only_shared(layer: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in flatten(layer).items() if k.split(".")[0] in shared}
+        def only_shared(layer: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in flatten(layer).items() if k.split(".")[0] in shared}
 
-    _merged(typed_base(RunConfig), spec, profile_name, ablation, seed, overrides, only_shared)
+        cfg = _merged(typed_base(RunConfig), spec, profile_name, ablation, seed, overrides,
+                      only_shared)
+    for name in cfg.eval.suites:  # a misspelt suite; its ops are checked with the data layer
+        suite(name)
 
 
 def _merged(base: Any, spec: MethodSpec, profile_name: str, ablation: str, seed: int,

@@ -75,6 +75,7 @@ def test_written_files_honour_the_umask(tmp_path):
     ["run", "--method", "ddsr", "--set", "kernel.size=8"],
     ["run", "--method", "bapd", "--set", "edges.method=x"],
     ["run", "--method", "and", "--ablation", "no_adversarial", "--set", "degradation.channels=1"],
+    ["run", "--method", "esrgan", "--set", "eval.suites=[clean,nosie]"],
     ["list", "zoo"],
 ])
 def test_help_list_and_input_errors_import_no_torch(argv):
