@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,13 +134,19 @@ def test_step_flops_and_conv_rate_are_measured():
 
 def test_a_busy_machine_refuses_a_reference_result_unless_forced(tmp_path, monkeypatch):
     assert bench.busy_reason({"start": 0.5, "end": 1.0, "max": 1.5}, 2) is None
+    # the bench's own 2 threads on 2 cores: about 2, not other work
+    assert bench.busy_reason({"start": 0.7, "end": 2.0, "max": 2.21}, 2) is None
+    assert "reached 2.8 on 2 cores" in bench.busy_reason({"start": 0.7, "end": 2.0, "max": 2.8}, 2)
     monkeypatch.setattr(bench, "_measure", lambda opts, device, report: report.update(
         sizes=[], loader_images_s={}))
     monkeypatch.setattr(bench.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
-    with pytest.raises(bench.UserError, match="load average reached 9.0 on 2 cores"):
+    with pytest.raises(bench.UserError, match="load average reached 9.0 on 2 cores") as exc:
         bench.run_bench(options(), tmp_path / "ref", reference=True)
-    assert not (tmp_path / "ref").exists()  # nothing written
+    assert not (tmp_path / "ref").exists()  # nothing written there; the measurement is kept
+    assert "this measurement: " in str(exc.value)
+    kept = Path(str(exc.value).split("this measurement: ")[1].split(";")[0])
+    assert "BUSY" in (kept / "bench.md").read_text()
     report = bench.run_bench(options(), tmp_path / "forced", reference=True, force=True)
     assert report["machine"]["load_average"] == {"start": 9.0, "end": 9.0, "max": 9.0}
     assert "BUSY" in (tmp_path / "forced" / "bench.md").read_text()
