@@ -103,23 +103,22 @@ def current_umask() -> int:
 
 def check_workdir(root: str | os.PathLike) -> None:
     """``--workdir`` must be a writable folder, or one that can be created; checked before any
-    run starts, and without leaving anything behind (a folder created to try is removed)."""
+    run starts, and without touching the path itself: the ranks of one job check at once, so a
+    trial folder one of them created and removed would be a moving target for the others. A
+    missing work dir is tried by creating (and removing) a uniquely named folder in its deepest
+    existing parent, which is what creating it would need."""
     path = Path(root)
     hint = "choose another with --workdir DIR (or $ROBUSTSR_WORKDIR)"
-    if path.exists() and not path.is_dir():
-        raise UserError(f"work dir {path} is a file, not a folder; {hint}")
     if path.is_dir():
-        if os.access(path, os.W_OK | os.X_OK):
-            return
-        if path.is_dir():  # else another rank's trial folder, removed meanwhile: try ours
+        if not os.access(path, os.W_OK | os.X_OK):
             raise UserError(f"work dir {path} is not writable; {hint}")
-    created = [p for p in [path, *path.parents] if not p.exists()]
+        return
+    if path.exists():
+        raise UserError(f"work dir {path} is a file, not a folder; {hint}")
+    parent = next(p for p in path.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise UserError(f"work dir {path} cannot be created ({parent} is a file); {hint}")
     try:
-        path.mkdir(parents=True, exist_ok=True)  # exist_ok: ranks of one job check at once
+        os.rmdir(tempfile.mkdtemp(prefix=".robustsr-try-", dir=parent))
     except OSError as exc:
         raise UserError(f"work dir {path} cannot be created ({exc.strerror}); {hint}") from None
-    for folder in created:  # deepest first: leave the file system as it was
-        try:
-            folder.rmdir()
-        except OSError:  # another process (a rank, a parallel job) is using it already
-            break

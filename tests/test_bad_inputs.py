@@ -342,23 +342,23 @@ def test_read_only_workdir(tmp_path, finished, capsys, monkeypatch):
         locked.chmod(0o755)
 
 
-def test_a_workdir_another_rank_is_trying_is_not_called_unwritable(tmp_path, monkeypatch):
-    """Two ranks of one torchrun job check a missing --workdir at once: rank 0 creates it to try
-    and removes it; rank 1, which saw it exist, must not then call it 'not writable' (CI did)."""
+def test_checking_a_missing_workdir_never_creates_it(tmp_path, monkeypatch):
+    """The ranks of one torchrun job check a missing --workdir at once; if one created it to try
+    and removed it, another saw a folder appear and vanish ('is a file', 'not writable': CI hit
+    both). The check must only ever create a trial folder of its own, beside the work dir."""
     import os
 
     from robustsr_bench.files import check_workdir
 
-    work = tmp_path / "work"
-    work.mkdir()
-
-    def removed_by_the_other_rank(p, mode, **kw):
-        work.rmdir()
-        return False
-
-    monkeypatch.setattr(os, "access", removed_by_the_other_rank)
+    work = tmp_path / "a" / "work"
+    made = []
+    real_mkdir = os.mkdir
+    monkeypatch.setattr(os, "mkdir", lambda p, *a, **kw: (made.append(Path(p)),
+                                                         real_mkdir(p, *a, **kw)))
     check_workdir(work)
-    assert not work.exists()  # our own trial folder is removed again
+    assert made and all(p.parent == tmp_path and p.name.startswith(".robustsr-try-")
+                        for p in made)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
 
 
 def _tiny_run(**more) -> list[str]:
