@@ -218,9 +218,14 @@ def wanted_world_size(cfg: Any) -> int:
 @contextmanager
 def process_group(backend_device: str, timeout_min: float) -> Iterator[Group]:
     """Join the group the environment describes (exporting submitit's job environment first)
-    and leave it at the end; a no-op group for one process."""
+    and leave it at the end; a no-op group for one process. Inside an outer ``process_group``
+    the group already joined is used and left by the outer one: joining a torchrun group a
+    second time in one process waits minutes on the launcher's store."""
     if env_world_size() <= 1:
         yield Group()
+        return
+    if dist.is_initialized():  # joined once for several runs (torchrun ... run): stay in it
+        yield current()
         return
     if "RANK" not in os.environ:
         import submitit

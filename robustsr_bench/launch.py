@@ -1,7 +1,8 @@
 """Launch a sweep's runs: in-process (``debug``), on this machine (``local``) or on Slurm.
 
-Every launcher runs the same job, :class:`run_job.RunJob`, which calls ``runner.execute`` -- the
-function ``run`` calls -- so a run launched anywhere is the same run with the same id and record.
+Every launcher runs the same job, :class:`run_job.RunJob`, which calls ``runner.execute``; ``run``
+executes its own small plan with that job too (``launch_local.run_in_process``), so a run
+launched anywhere is the same run with the same id and record.
 Fine-tunes wait on the baseline they start from (``sweep_plan``): the local launchers start a run
 only when its dependencies are done, Slurm jobs wait with ``afterok``.
 

@@ -19,12 +19,15 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
+from . import runner
+from .distributed import process_group
 from .errors import ConfigError
+from .results import RunDir
 from .run_job import RunJob, _job_record
 from .sweep_plan import Planned
-from .sweep_state import SweepState, _run_dir
+from .sweep_state import SweepState
 
 log = logging.getLogger("robustsr_bench")
 
@@ -48,6 +51,23 @@ def _run_debug(todo: Sequence[Planned], state: SweepState, **_: Any) -> dict[str
             log.debug("%s", traceback.format_exc())
             ended[item.run_id] = "failed"
     return {rid: "in-process" for rid in ended}
+
+
+def run_in_process(todo: Sequence[Planned], root: Path, force: Collection[str] = ()) -> None:
+    """``run``'s small plan ([baseline?, run, bicubic], dependencies first) executed as the debug
+    launcher executes a sweep's: the same :class:`RunJob` per run, one after another in this
+    process, but without sweep markers and stopping at the first failure, whose error is the
+    command's. Every run's inputs are checked before the first starts, so a missing file fails
+    before the baseline trains for hours. ``force`` names the run ids to redo if finished."""
+    configs = [item.spec.config() for item in todo]
+    for cfg in configs:
+        runner.preflight(cfg, root)
+    if not configs:
+        return
+    runtime = configs[0].runtime  # torchrun's ranks join their group once, for every run
+    with process_group(runtime.device, runtime.dist_timeout_min):
+        for item in todo:
+            RunJob(item.spec, str(root), sweep=None, force=item.run_id in force)()
 
 
 def local_threads(parallel: int) -> int:
@@ -118,10 +138,10 @@ def _run_local(todo: Sequence[Planned], state: SweepState, parallel: int,
         while waiting or running:
             for rid, job in list(running.items()):
                 if job.done():
-                    ended[rid] = "done" if _run_dir(state.root, rid).is_done() else "failed"
+                    ended[rid] = "done" if RunDir.for_id(rid, state.root).is_done() else "failed"
                     del running[rid]
             for item in list(waiting):
-                deps = [ended.get(d, "done" if _run_dir(state.root, d).is_done() else "")
+                deps = [ended.get(d, "done" if RunDir.for_id(d, state.root).is_done() else "")
                         for d in item.deps]
                 if "failed" in deps:
                     state.mark(item.run_id, state="failed", error="a dependency failed")

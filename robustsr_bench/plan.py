@@ -20,7 +20,9 @@ BASELINE_METHOD = "esrgan"
 # ``eval`` too: the baseline is evaluated on the fine-tune's suites (where it is compared with
 # it), so a fine-tune on custom suites does not also create and evaluate a second baseline run
 # on the profile's default suites; the weights are trained once (runner.adopt_trained_weights).
-_SHARED_SECTIONS = ("scale", "model", "disc", "data", "eval")
+# ``runtime`` (never in a run id): the baseline trains the way the user asked the run to, e.g.
+# in the ``--nproc`` processes and on the ``--device`` of the command that plans it.
+_SHARED_SECTIONS = ("scale", "model", "disc", "data", "eval", "runtime")
 
 
 def baseline_config(cfg: Any, method: str = BASELINE_METHOD) -> Any:
@@ -39,8 +41,10 @@ def init_method(init: str) -> str | None:
 
 
 def reference_config(cfg: Any) -> Any:
-    """The bicubic row evaluated on exactly the same suites as ``cfg``."""
-    shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"], "data.root": cfg.data.root}
+    """The bicubic row evaluated on exactly the same suites (and device) as ``cfg``; in one
+    process, whatever ``cfg``'s world size (it trains nothing)."""
+    shared = {"scale": cfg.scale, "eval": to_dict(cfg)["eval"], "data.root": cfg.data.root,
+              "runtime.device": cfg.runtime.device}
     return registry.resolve_config("bicubic", cfg.profile, "", cfg.seed, flatten(shared))
 
 

@@ -36,7 +36,11 @@ class RunDir:
 
     @classmethod
     def for_config(cls, cfg: Any, root: Path) -> "RunDir":
-        return cls(Workdir(root).run(run_id(cfg)))
+        return cls.for_id(run_id(cfg), root)
+
+    @classmethod
+    def for_id(cls, rid: str, root: Path) -> "RunDir":
+        return cls(Workdir(root).run(rid))
 
     @property
     def run_id(self) -> str:

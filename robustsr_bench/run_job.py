@@ -22,7 +22,8 @@ import submitit
 import torch
 
 from . import distributed, world
-from .sweep_state import SweepState, _run_dir
+from .results import RunDir
+from .sweep_state import SweepState
 from .sweeps import RunSpec
 
 
@@ -36,29 +37,34 @@ def _job_log(default: Path) -> str:
 
 class RunJob(submitit.helpers.Checkpointable):
     """One run as a job. Requeued on preemption/time-out by submitit (``checkpoint`` is the
-    inherited "resubmit me"); the requeued job resumes from the run's last checkpoint."""
+    inherited "resubmit me"); the requeued job resumes from the run's last checkpoint.
 
-    def __init__(self, spec: RunSpec, root: str, sweep: str, threads: int = 0):
+    ``sweep`` names the sweep whose state markers the job keeps; ``run`` executes its small plan
+    with the same job and no sweep (``None``: no markers). ``force`` redoes a finished run."""
+
+    def __init__(self, spec: RunSpec, root: str, sweep: str | None, threads: int = 0,
+                 force: bool = False):
         self.spec, self.root, self.sweep, self.threads = spec, str(root), sweep, threads
+        self.force = force
 
     def __call__(self) -> str:
         if getattr(self, "threads", 0):  # a job pickled before the field existed has none
             _limit_threads(self.threads)
-        state = SweepState(Path(self.root), self.sweep)
-        rid = self.spec.run_id
-        run_log = _run_dir(Path(self.root), rid).path / "train.log"
+        rid, root = self.spec.run_id, Path(self.root)
+        state = SweepState(root, self.sweep) if self.sweep else None
+        run_log = RunDir.for_id(rid, root).path / "train.log"
         main = distributed.env_rank() == 0  # a multi-task (multi-GPU) job: task 0 speaks for the job
-        if main:
+        if main and state:
             state.mark(rid, state="running", log=_job_log(run_log), pid=os.getpid())
         try:
-            world.execute(self.spec.config(), Path(self.root))
+            world.execute(self.spec.config(), root, force=getattr(self, "force", False))
         except Exception as exc:  # SystemExit (preemption requeue) is not a failure
-            if main:  # an input refused before training has no log: the error says it all
+            if main and state:  # an input refused before training has no log: the error says it
                 job_log = _job_log(run_log)
                 state.mark(rid, state="failed", error=f"{type(exc).__name__}: {exc}",
                            log=job_log if Path(job_log).is_file() else "")
             raise
-        if main:
+        if main and state:
             state.clear_marker(rid)
         return rid
 

@@ -1,7 +1,8 @@
 """One run, end to end: weights check -> initial weights -> train -> evaluate -> record.
 
-``execute`` is what ``run`` calls in-process and what every launcher (local, Slurm) calls inside a
-job. A finished run (``summary.json`` with ``status: done``) is returned as it is unless
+``execute`` is what the one job every launcher runs (``run_job.RunJob``, through ``world``) calls,
+for ``run`` in this process as for a sweep's jobs; the runs a run starts from are earlier nodes
+of the same plan (``sweep_plan``), never started from here. A finished run (``summary.json`` with ``status: done``) is returned as it is unless
 ``force``; an interrupted one resumes from its last checkpoint.
 """
 
@@ -30,8 +31,6 @@ from .files import Workdir, atomic_path, atomic_write_text, check_workdir
 from .metrics import plan_metrics, weights_for
 from .nets.rrdbnet import load_generator_file
 from .plan import run_id
-# moved to plan.py (re-exported here for callers of the old location)
-from .plan import BASELINE_METHOD, baseline_config, init_method, reference_config  # noqa: F401
 from .results import RunDir, summarize
 from .trainer import (Checkpoints, Trainer, atomic_torch_save, check_device, select_device,
                       torch_load)
@@ -48,7 +47,7 @@ def needed_weights(cfg: Any, method: Method) -> list[str]:
 def initial_generator(cfg: Any, method: Method, root: Path) -> tuple[dict | None, str]:
     """G's starting weights per ``train.init`` and where they came from.
 
-    ``scratch``; ``baseline`` (the clean ESRGAN run, which :func:`execute` finishes first);
+    ``scratch``; ``baseline`` (the clean ESRGAN run, which the plan runs first);
     ``method:NAME`` (that method's default run, e.g. ANDGAN from ANDNet); or a checkpoint path.
     """
     init = cfg.train.init
@@ -130,24 +129,9 @@ def check_eval_images(cfg: Any) -> None:
 
 
 def execute(cfg: Any, root: Path, force: bool = False) -> RunDir:
-    """Run ``cfg`` after the runs it starts from (:func:`plan.dependencies`), each finished one
-    reused; ``force`` redoes ``cfg`` only. Every unfinished run's inputs are checked first, so a
-    missing file fails before the baseline trains for hours."""
-    chain = plan.dependencies(cfg)
-    if RunDir.for_config(cfg, root).is_done() and not force:
-        chain = []  # finished: the runs it started from are not needed again
-    for c in [*chain, cfg]:
-        if (force and c is cfg) or not RunDir.for_config(c, root).is_done():
-            preflight(c, root)
-    for base in chain:
-        execute_one(base, root)
-        distributed.current().barrier()  # rank 0 evaluates and records it; the others wait
-    return execute_one(cfg, root, force)
-
-
-def execute_one(cfg: Any, root: Path, force: bool = False) -> RunDir:
     """Train (unless test-time) and evaluate one run whose start run (if any) is finished;
-    returns its finished directory.
+    returns its finished directory. The runs it starts from are not this function's business:
+    the plan (:func:`sweep_plan.plan`, which ``run`` and ``sweep`` both use) puts them first.
 
     One process at a time works on a run (:func:`run_lock`): a second identical ``run`` waits
     for the first and then reuses its record. ``force`` builds the new run in

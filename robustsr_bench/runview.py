@@ -49,23 +49,28 @@ def parse_seeds(text: str | None, seed: int) -> list[int]:
 
 def execute_seeds(method: str, profile: str, ablation: str, seeds: Sequence[int],
                   overrides: dict, root: Path, force: bool = False) -> list[Column] | None:
-    """Run every seed (finished ones are reused), then gather the comparison columns; None on
-    ranks other than 0 of a multi-process run (rank 0 reports)."""
-    from . import plan, registry, runner, world
+    """Run every seed as a one-node sweep: plan [baseline?, run, bicubic] per seed with the
+    sweeps' planner, execute it in this process (finished runs are reused), then gather the
+    comparison columns; None on ranks other than 0 of a multi-process run (rank 0 reports)."""
+    from . import distributed, plan, registry
+    from .launch_local import run_in_process
+    from .sweep_plan import plan as plan_runs
+    from .sweeps import RunSpec
 
     configs = [registry.resolve_config(method, profile, ablation, s, overrides) for s in seeds]
-    runs = []
-    for cfg in configs:
-        run = world.execute(cfg, root, force=force)
-        if run is None:
-            return None
-        runs.append(run)
-    bicubic = [runner.execute(plan.reference_config(cfg), root) for cfg in configs]
-    columns = [Column("bicubic", bicubic)]
+    references = [plan.reference_config(cfg) for cfg in configs]
+    planned = plan_runs([RunSpec.from_config(c) for c in [*configs, *references]], root)
+    forced = {plan.run_id(cfg) for cfg in configs} if force else set()
+    run_in_process([p for p in planned if p.run_id in forced
+                    or not RunDir.for_id(p.run_id, root).is_done()], root, forced)
+    if distributed.env_rank() != 0:
+        return None
+    runs = [RunDir.for_config(cfg, root) for cfg in configs]
+    columns = [Column("bicubic", [RunDir.for_config(c, root) for c in references])]
     source = plan.start_method(configs[0])
-    if source and source != method:
-        base = [runner.execute(plan.baseline_config(c, source), root)
-                for c in configs]
+    base = [RunDir.for_config(plan.baseline_config(c, source), root)
+            for c in configs] if source and source != method else []
+    if base and all(r.is_done() for r in base):  # a finished run's deleted baseline: no column
         columns.append(Column(source, base))
     if ablation:
         full = [RunDir.for_config(registry.resolve_config(method, profile, "", s, overrides),
@@ -74,7 +79,7 @@ def execute_seeds(method: str, profile: str, ablation: str, seeds: Sequence[int]
         if done:
             columns.append(Column(method, done))
     label = method + (f" [{ablation}]" if ablation else "")
-    if not (method == "bicubic" and plan.run_id(configs[0]) == bicubic[0].run_id):
+    if not (method == "bicubic" and runs[0].run_id == columns[0].runs[0].run_id):
         columns.append(Column(label, runs))
     return columns
 

@@ -16,7 +16,7 @@ from typing import Sequence
 from . import plan as planning  # plan() below is the sweep's dependency order
 from .config import to_dict, training_hash
 from .errors import ConfigError
-from .sweep_state import _run_dir
+from .results import RunDir
 from .sweeps import RunSpec
 
 
@@ -45,7 +45,7 @@ def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
         bases = planning.dependencies(spec.config())  # the one init rule; cycles refused
         if bases:
             base = RunSpec.from_config(bases[-1])
-            if not _run_dir(root, base.run_id).is_done():
+            if not RunDir.for_id(base.run_id, root).is_done():
                 visit(base, chain + (spec.run_id,))
                 deps.append(base.run_id)
         ordered[spec.run_id] = Planned(spec, deps)
@@ -66,7 +66,7 @@ def _wait_for_shared_training(planned: list[Planned], root: Path) -> None:
             continue
         key = training_hash(to_dict(item.spec.config()))
         donor = trainer_of.setdefault(key, item.run_id)
-        if donor != item.run_id and not _run_dir(root, donor).is_done() \
+        if donor != item.run_id and not RunDir.for_id(donor, root).is_done() \
                 and donor not in item.deps:
             item.deps.append(donor)
 

@@ -31,10 +31,6 @@ _SLURM_PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPEND
                   "SIGNALING", "PREEMPTED"}
 
 
-def _run_dir(root: Path, rid: str) -> RunDir:
-    return RunDir(Workdir(root).run(rid))
-
-
 class SweepState:
     """The files of one sweep under ``<workdir>/sweeps/<name>/`` (see the module docstring)."""
 
@@ -121,7 +117,7 @@ def _pid_alive(pid: str) -> bool:
 def run_status(state: SweepState, rid: str, job: dict[str, Any] | None,
                sched: str = "unknown") -> RunStatus:
     """One run's state from its record, its job's marker and the scheduler (in that order)."""
-    run = _run_dir(state.root, rid)
+    run = RunDir.for_id(rid, state.root)
     if run.is_done():
         return RunStatus(rid, "done", (job or {}).get("job_id", ""))
     marker = state.marker(rid)
@@ -148,7 +144,7 @@ def sweep_status(root: Path, name: str, run_ids: Sequence[str] | None = None) ->
     ids = list(run_ids) if run_ids is not None else state.plan()
     jobs = {rid: job for rid, job in state.jobs().items() if rid in ids}
     sched = _scheduler_states({rid: job for rid, job in jobs.items()
-                               if not _run_dir(state.root, rid).is_done()})
+                               if not RunDir.for_id(rid, state.root).is_done()})
     return [run_status(state, rid, jobs.get(rid), sched.get(rid, "unknown")) for rid in ids]
 
 

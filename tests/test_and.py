@@ -348,6 +348,7 @@ def test_andgan_without_vgg_refuses_with_the_fetch_command(tiny, isolated) -> No
     cfg = registry.resolve_config("and", "smoke", "gan", overrides=tiny)
     with pytest.raises(MissingWeightsError, match="weights fetch vgg19"):
         runner.execute(cfg, isolated)
+    assert main(["run", "--method", "and", "--ablation", "gan", *as_set_args(tiny)]) == 2
     assert not (isolated / "runs").exists() or not any((isolated / "runs").iterdir())
 
 
@@ -386,7 +387,8 @@ def test_andgan_fine_tunes_from_andnet(tiny_init_runs, isolated, tmp_path) -> No
     path.parent.mkdir(parents=True)
     torch.save(state, path)
     cfg = registry.resolve_config("and", "smoke", "gan", overrides=tiny_init_runs)
-    run = runner.execute(cfg, isolated)
+    assert main(["run", "--method", "and", "--ablation", "gan", *as_set_args(tiny_init_runs)]) == 0
+    run = RunDir.for_config(cfg, isolated)
     andnet = plan.baseline_config(cfg, "and")
     assert andnet.ablation == "" and andnet.loss.mode == "psnr"
     assert run.read_summary()["init"] == RunDir.for_config(andnet, isolated).run_id

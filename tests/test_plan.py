@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,5 +65,20 @@ def test_dependencies_come_first_and_are_not_trained_by_the_run_itself(tiny_conf
     rsr = registry.resolve_config("rsr", "smoke", overrides=TINY)
     base = plan.run_id(plan.dependencies(rsr)[0])
     with pytest.raises(ConfigError, match=f"starts from run {base}, which is not finished"):
-        runner.execute_one(rsr, isolated)
+        runner.execute(rsr, isolated)
     assert not (isolated / "runs" / base).exists()
+
+
+@pytest.mark.slow
+def test_run_is_a_one_node_sweep(tiny_configs, isolated, tmp_path, capsys, caplog) -> None:
+    """`run` executes what `sweep --dry-run` plans for the same run (baseline first), then the
+    bicubic reference row, in that order and each once."""
+    planned = dry_run(tmp_path, "rsr", capsys)
+    caplog.set_level("INFO", logger="robustsr_bench")
+    assert main(["run", "--method", "rsr", *as_set_args(TINY)]) == 0
+    started = [m.group(1) for r in caplog.records
+               if (m := re.match(r"run (\S+): method=", r.getMessage()))]
+    rsr = registry.resolve_config("rsr", "smoke", overrides=TINY)
+    assert started == [*(line.split()[0] for line in planned),
+                       plan.run_id(plan.reference_config(rsr))]
+    assert planned[-1].startswith(plan.run_id(rsr))

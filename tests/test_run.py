@@ -88,7 +88,8 @@ def test_new_eval_suites_reuse_the_trained_weights(tiny, isolated):
 
 def test_robust_method_fine_tunes_from_the_cached_baseline(tiny_configs, isolated):
     cfg = registry.resolve_config("esrgan", "smoke", overrides={"train.init": "baseline"})
-    run = runner.execute(cfg, isolated)
+    assert main(["run", "--method", "esrgan", "--set", "train.init=baseline"]) == 0
+    run = RunDir.for_config(cfg, isolated)
     base = RunDir.for_config(plan.baseline_config(cfg), isolated)
     assert base.is_done(), "the clean baseline is trained first"
     assert run.read_summary()["init"] == base.run_id
