@@ -85,7 +85,7 @@ from robustsr_bench.attacks import (
     random_group_l2,
     structured_noise,
 )
-from robustsr_bench.data.degradations import imresize
+from robustsr_bench.data.image_ops import imresize
 from robustsr_bench.methods.and_options import ANDOptions, AttackConfig
 
 # ---------------------------------------------------------------------------------------------

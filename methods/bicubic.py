@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from robustsr_bench.methods.base import Method, Restored
-from robustsr_bench.data.degradations import bicubic_resize
+from robustsr_bench.data.image_ops import bicubic_resize
 
 
 class Bicubic(Method):

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from . import registry
 from .config import check
 from .data import embedded
-from .data.degradations import apply_ops, imresize, mod_crop
+from .data.degradations import apply_ops
+from .data.image_ops import imresize, mod_crop
 from .data.io import load_image, to_tensor
 from .data.suites import suite_ops
 from .files import atomic_write_text

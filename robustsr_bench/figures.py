@@ -26,7 +26,7 @@ import seaborn as sns
 import yaml
 
 from . import registry
-from .data.degradations import bicubic_resize
+from .data.image_ops import bicubic_resize
 from .data.io import to_numpy, to_tensor
 from .data.suites import load_suite
 from .evaluate import eval_images

@@ -7,6 +7,7 @@ results store write files the same way without importing one another.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import os
 import re
 import tempfile
@@ -18,6 +19,20 @@ from typing import Iterator
 from .errors import UserError
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+
+
+def configs_dir() -> Path:
+    """The built-in ``configs/`` shipped inside the package (user folders are layered over it:
+    :func:`config_dirs`).
+
+    The package's ``configs`` is package data (in the source tree a link to the repository's
+    top-level ``configs/``), so a wheel installed anywhere finds its profiles and suites.
+    """
+    shipped = importlib.resources.files("robustsr_bench") / "configs"
+    if not isinstance(shipped, Path):  # a zip import: the YAML files need a real folder
+        raise UserError("robustsr_bench is installed as a zip; set ROBUSTSR_CONFIGS to a "
+                          "copy of its configs/ folder")
+    return shipped
 
 
 def workdir(override: str | os.PathLike | None = None) -> Path:

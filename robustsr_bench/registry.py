@@ -42,27 +42,13 @@ from .data.layouts import is_registered
 from .data.layouts import names as dataset_names
 from .data.suite_spec import SuiteSpec
 from .errors import ConfigError
-from .files import safe_name
+from .files import configs_dir, safe_name
 
 ENTRY_POINT_GROUP = "robustsr_bench.methods"
 
 
 CONFIGS_ENV = "ROBUSTSR_CONFIGS"
 log = logging.getLogger("robustsr_bench")
-
-
-def configs_dir() -> Path:
-    """The built-in ``configs/`` shipped inside the package (user folders are layered over it:
-    :func:`config_dirs`).
-
-    The package's ``configs`` is package data (in the source tree a link to the repository's
-    top-level ``configs/``), so a wheel installed anywhere finds its profiles and suites.
-    """
-    shipped = importlib.resources.files("robustsr_bench") / "configs"
-    if not isinstance(shipped, Path):  # a zip import: the YAML files need a real folder
-        raise ConfigError("robustsr_bench is installed as a zip; set ROBUSTSR_CONFIGS to a "
-                          "copy of its configs/ folder")
-    return shipped
 
 
 # --------------------------------------------------------------------------- user config layers

@@ -24,7 +24,8 @@ from robustsr_bench.methods.base import Batch, Modules, TrainContext
 from robustsr_bench import plan, registry, runner
 from robustsr_bench.attacks import group_l2_norm, group_l2_pgd, random_group_l2
 from robustsr_bench.cli import main
-from robustsr_bench.data.degradations import apply_ops, bicubic_resize, imresize
+from robustsr_bench.data.degradations import apply_ops
+from robustsr_bench.data.image_ops import bicubic_resize, imresize
 from robustsr_bench.errors import ConfigError, MissingWeightsError
 from robustsr_bench.nets.rrdbnet import RRDBNet
 from robustsr_bench.results import RunDir

@@ -190,7 +190,7 @@ def test_evaluation_scores_the_kernel_that_restore_returned_with_the_image(isola
     """``kernel_psnr`` of each image is the kernel its own restore returned (no adapter state),
     scored against the suite's true kernel; an estimate of another size is not scored."""
     from robustsr_bench.data import embedded
-    from robustsr_bench.data.degradations import bicubic_resize
+    from robustsr_bench.data.image_ops import bicubic_resize
     from robustsr_bench.data.suites import load_suite
     from robustsr_bench.evaluate import evaluate
     from robustsr_bench.methods.base import Method, Restored

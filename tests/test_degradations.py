@@ -8,18 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from robustsr_bench.data.degradations import (
+from robustsr_bench.data.degradations import apply_ops, realesrgan_ops, validate_ops
+from robustsr_bench.data.image_ops import (
     add_gaussian_noise,
     add_poisson_noise,
-    apply_ops,
     bicubic_resize,
     blur,
     gaussian_kernel,
     jpeg,
     mod_crop,
     parse_number,
-    realesrgan_ops,
-    validate_ops,
 )
 from robustsr_bench.errors import ConfigError
 

@@ -8,7 +8,8 @@ import pytest
 
 from robustsr_bench import registry
 from robustsr_bench.data import embedded
-from robustsr_bench.data.degradations import apply_ops, mod_crop, realesrgan_ops
+from robustsr_bench.data.degradations import apply_ops, realesrgan_ops
+from robustsr_bench.data.image_ops import mod_crop
 from robustsr_bench.data.io import load_image, to_numpy, to_tensor
 from robustsr_bench.data.suites import suite_ops
 from robustsr_bench.errors import ConfigError

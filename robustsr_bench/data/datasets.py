@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DataError
 from . import embedded
-from .degradations import bicubic_resize
+from .image_ops import bicubic_resize
 from .io import load_image
 from .layouts import data_root, discover, layout
 # moved to pairs.py (re-exported here for callers of the old location)

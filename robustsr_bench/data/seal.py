@@ -20,21 +20,15 @@ realisation is drawn at evaluation time, from the suite seed and the image index
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
 
-from .degradations import (
-    RESIZE_MODES,
-    _draw,
-    _draw_int,
-    _draw_mode,
-    _resize_factor,
-    parse_number,
-    realesrgan_ops,
-)
+from ..files import configs_dir
+from .degradations import resize_factor, realesrgan_ops
+from .image_ops import RESIZE_MODES, parse_number
+from .op_spec import draw, draw_int, draw_mode
 
 SAMPLES = 4000
 CLUSTERS = 24
@@ -54,25 +48,25 @@ def freeze(ops: Sequence[Mapping[str, Any]], rng: np.random.Generator) -> list[d
             probs = [parse_number(p) for p in op["probs"]] if "probs" in op else None
             out += freeze(op["choices"][int(rng.choice(len(op["choices"]), p=probs))], rng)
         elif kind == "blur":
-            sx = _draw(op["sigma"], rng)
-            sy = _draw(op["sigma_y"], rng) if "sigma_y" in op else sx
+            sx = draw(op["sigma"], rng)
+            sy = draw(op["sigma_y"], rng) if "sigma_y" in op else sx
             out.append({"op": "blur", "sigma": round(sx, 4), "sigma_y": round(sy, 4),
-                        "theta": round(_draw(op.get("theta", 0.0), rng), 4)})
+                        "theta": round(draw(op.get("theta", 0.0), rng), 4)})
         elif kind == "resize":
-            factor = _resize_factor(op, rng)
+            factor = resize_factor(op, rng)
             out.append({"op": "resize", "factor": round(factor, 4),
-                        "mode": _draw_mode(op.get("mode", "bicubic"), rng),
+                        "mode": draw_mode(op.get("mode", "bicubic"), rng),
                         "base": op.get("base", "input")})
         elif kind == "resize_to_target":
-            mode = _draw_mode(op.get("mode", RESIZE_MODES), rng)
+            mode = draw_mode(op.get("mode", RESIZE_MODES), rng)
             out.append({"op": "resize_to_target", "mode": mode})
         elif kind in ("noise", "poisson"):
             field = "sigma" if kind == "noise" else "scale"
-            value = _draw(op[field], rng)
+            value = draw(op[field], rng)
             gray = rng.random() < parse_number(op.get("gray_prob", 0.0))
             out.append({"op": kind, field: round(value, 5), "gray_prob": 1.0 if gray else 0.0})
         elif kind == "jpeg":
-            out.append({"op": "jpeg", "quality": _draw_int(op["quality"], rng)})
+            out.append({"op": "jpeg", "quality": draw_int(op["quality"], rng)})
         else:
             out.append(dict(op))
     return out
@@ -139,9 +133,7 @@ def family_yaml(samples: int = SAMPLES, clusters: int = CLUSTERS, seed: int = SE
 
 
 def main() -> None:
-    from .. import registry
-
-    path = Path(registry.configs_dir()) / "families" / "seal.yaml"
+    path = configs_dir() / "families" / "seal.yaml"
     path.write_text(family_yaml(), encoding="utf-8")
     print(path)
 

@@ -31,7 +31,8 @@ from torch import Tensor
 from ..errors import ConfigError, DataError
 from ..files import Workdir, atomic_write_text, current_umask
 from ..metrics import _SSIM_WINDOW
-from .degradations import apply_ops, mod_crop, realesrgan_ops, validate_ops
+from .degradations import apply_ops, realesrgan_ops, validate_ops
+from .image_ops import mod_crop
 from .datasets import size_problem
 from .io import load_image, save_image, to_tensor
 from .layouts import data_root as resolve_root
