@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import registry
 from .errors import ConfigError, NothingToReport
 from .files import atomic_write_text
 # metric_label moved to metric_specs.py (re-exported here for callers of the old location)
@@ -29,6 +30,7 @@ from .report_records import (Records, Skipped, aggregate, load_records, select, 
                              sweep_runs)
 from .report_render import to_csv, to_latex, to_markdown
 from .report_tables import NOTES, Table, build_table
+from .sr_c import report_section
 from .tables import AVERAGE
 
 __all__ = ["AVERAGE", "NOTES", "REGENERATE", "Records", "Report", "ReportBuilder",
@@ -85,8 +87,6 @@ def write_report(root: Path, out: Path, options: ReportOptions, draw: bool = Tru
             written.append(_write(Path(out) / "tables" / f"{table.name}{suffix}", text))
     written.append(_write(Path(out) / "records.csv", report.shown.drop(columns="path").to_csv(
         index=False, lineterminator="\n")))
-    from .sr_c import report_section
-
     sr_c_text, sr_c_files = report_section(report.shown, Path(out), draw)
     written += sr_c_files
     written.append(_write(Path(out) / "README.md", readme(report, sections) + sr_c_text))
@@ -142,8 +142,6 @@ def options_from_cli(sweep: str | None, methods: Sequence[str], profile: str,
     names = tuple(m.strip() for m in (metrics or "").split(",") if m.strip())
     columns = tuple(x.strip() for x in (suites or "").split(",") if x.strip())
     if columns:
-        from . import registry
-
         for suite in columns:
             registry.suite(suite)  # one line naming the unknown suite and the valid ones
     return ReportOptions(sweep, tuple(methods), profile, names, include_stale,

@@ -18,9 +18,15 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from . import distributed, plan, registry, stats
 from .errors import ConfigError
+from .launch_local import run_in_process
 from .metric_specs import RECORDED, metric_label
 from .results import RunDir
+from .sweep_plan import plan as plan_runs
+from .sweeps import RunSpec
+from .tables import _digits, higher_is_better
+from .verdicts import AVERAGE, _diff, _group_values
 
 _RUN_COLUMN = 12  # a longer run label is shown as "run" and spelled out above the table
 
@@ -52,11 +58,6 @@ def execute_seeds(method: str, profile: str, ablation: str, seeds: Sequence[int]
     """Run every seed as a one-node sweep: plan [baseline?, run, bicubic] per seed with the
     sweeps' planner, execute it in this process (finished runs are reused), then gather the
     comparison columns; None on ranks other than 0 of a multi-process run (rank 0 reports)."""
-    from . import distributed, plan, registry
-    from .launch_local import run_in_process
-    from .sweep_plan import plan as plan_runs
-    from .sweeps import RunSpec
-
     configs = [registry.resolve_config(method, profile, ablation, s, overrides) for s in seeds]
     references = [plan.reference_config(cfg) for cfg in configs]
     planned = plan_runs([RunSpec.from_config(c) for c in [*configs, *references]], root)
@@ -92,10 +93,6 @@ def _per_image(runs: Sequence[RunDir]) -> pd.DataFrame:
 
 def render(columns: Sequence[Column], metrics: Sequence[str], suites: Sequence[str]) -> str:
     """One block per recorded metric: suites (+ average) down, models across, then Δ [CI]."""
-    from . import stats
-    from .tables import _digits, higher_is_better
-    from .verdicts import AVERAGE, _diff, _group_values
-
     frames = {c.label: _per_image(c.runs) for c in columns}
     run, ref = columns[-1], columns[-2] if len(columns) > 1 else None
     head = [c.label if c is not run or len(c.label) <= _RUN_COLUMN else "run" for c in columns]

@@ -32,7 +32,10 @@ import numpy as np
 import pandas as pd
 
 from . import registry
+from .config import flatten
 from .errors import UserError
+from .files import atomic_write_text
+from .results import RunDir
 
 BASELINE = "bicubic"
 ERROR_METRIC = "ssim_y"
@@ -284,9 +287,6 @@ def seen_in_training(frame: pd.DataFrame, families: Sequence[str]) -> dict[str, 
     """Per model, the SR-C families its training degradations include: a family (or the
     corruption it runs) named anywhere in the run's config (e.g. ``degradation.kind:
     realesrgan``). Today's methods train on bicubic / learned degradations: none."""
-    from .config import flatten
-    from .results import RunDir
-
     out: dict[str, str] = {}
     for (method, ablation), rows in frame.groupby(["method", "ablation"]):
         named: set[str] = set()
@@ -324,8 +324,6 @@ def report_section(shown: pd.DataFrame, out: Path, draw: bool = True) \
     """The report's SR-C section (README markdown) and the text files it wrote, from the runs
     the report shows; empty when they hold no family suites. Called once from
     ``report.write_report``."""
-    from .files import atomic_write_text
-
     if not any(family_of(s) for s in shown["suite"].unique()):
         return "", []  # no SR-C suite shown: read nothing
     frame = shown if "image" in shown.columns else per_image_records(shown)

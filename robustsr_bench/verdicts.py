@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from . import stats
+from . import registry, stats
+from .errors import ConfigError
 from .metric_specs import metric_label
 from .tables import AVERAGE, SEED_KEYS, Cell, _digits, _tex, higher_is_better, row_label
 
@@ -255,9 +256,6 @@ def shared_suites(images: pd.DataFrame, keys: Sequence[dict[str, str]],
 
 def control_of(method: str) -> dict[str, str] | None:
     """The equal-schedule control the method YAML declares (``control: {method, ablation}``)."""
-    from . import registry
-    from .errors import ConfigError
-
     try:
         control = registry.method_spec(method).control
     except ConfigError:
