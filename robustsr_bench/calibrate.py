@@ -32,6 +32,7 @@ from .data.degradations import apply_ops
 from .data.image_ops import imresize, mod_crop
 from .data.io import load_image, to_tensor
 from .data.suites import suite_ops
+from .errors import ConfigError
 from .files import atomic_write_text
 
 SUITES = ("gaussian_noise", "jpeg", "blur_noise", "camera", "realesrgan")
@@ -250,8 +251,6 @@ def calibration_table(options: CalibrationOptions) -> str:
 
 def calibrate_command(method: str, args: Mapping[str, Any], out: Path) -> int:
     """Write ``out`` (markdown) and print it."""
-    from .errors import ConfigError
-
     if method != "and":
         raise ConfigError(f"calibrate: method {method!r} has no calibration; valid: and")
     text = calibration_table(CalibrationOptions.from_args(args))

@@ -30,6 +30,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
+from .data.embedded import identity  # a leaf module: file names only
 from .errors import ConfigError
 
 _FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
@@ -447,7 +448,6 @@ def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
     for key in UNHASHED_EVAL:
         data.get("eval", {}).pop(key, None)
     if data.get("eval", {}).get("images") == "embedded":
-        from .data.embedded import identity  # a leaf module: file names only
         data["eval"]["images"] = identity()
     if not evaluation:
         data.pop("eval", None)

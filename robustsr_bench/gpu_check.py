@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .bench import BenchOptions, random_batch, resolve, run_bench, size_overrides
+from .config import parse_overrides
 from .distributed import Group
 from .files import atomic_write_text
 
@@ -159,8 +160,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .config import parse_overrides
-
     args = parse(argv)
     modes = [m for m in args.modes.split(",") if m]
     unknown = [m for m in modes if m not in MODES]

@@ -42,6 +42,7 @@ from .data.layouts import is_registered
 from .data.layouts import names as dataset_names
 from .data.suite_spec import SuiteSpec
 from .errors import ConfigError
+from .families import expand_file
 from .files import configs_dir, safe_name
 
 ENTRY_POINT_GROUP = "robustsr_bench.methods"
@@ -290,8 +291,6 @@ def family_suites() -> dict[str, dict[str, Any]]:
 @lru_cache(maxsize=8)
 def _family_suites(files: tuple[tuple[Path, int, int], ...]) -> dict[str, dict[str, Any]]:
     """Cached per (path, mtime, size): expanding is cheap, but suites are looked up per image."""
-    from .families import expand_file
-
     specs: dict[str, dict[str, Any]] = {}
     for path, _, _ in files:
         specs.update(expand_file(path))

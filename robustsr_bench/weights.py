@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, MissingWeightsError, UserError
+from .files import current_umask
 from .files import file_sha256 as sha256
 from .metric_specs import SPECS
-from .files import current_umask
+from .zoo import CACHE_SUBDIR, load_zoo
 
 log = logging.getLogger("robustsr_bench")
 
@@ -238,8 +239,6 @@ def zoo_files() -> dict[str, WeightFile]:
     """The published SR checkpoints of ``configs/zoo.yaml`` as cache entries (fetched by name
     only: a bare ``weights fetch`` gets the metric and loss files, not hundreds of MB of
     models)."""
-    from .zoo import CACHE_SUBDIR, load_zoo
-
     return {e.name: WeightFile(e.name, e.file, CACHE_SUBDIR, e.url,
                                f"evaluate {e.name} ({e.architecture} x{e.scale}, {e.licence})",
                                _zoo_checkpoint(e.architecture, e.file), e.size, e.sha256)

@@ -19,6 +19,7 @@ from typing import Any
 from .config import read_yaml
 from .errors import ConfigError
 from .files import safe_name
+from .registry import config_dirs
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = ("architecture", "scale", "file", "url", "sha256", "licence", "paper")
@@ -46,8 +47,6 @@ class ZooEntry:
 def zoo_paths() -> list[Path]:
     """Every ``zoo.yaml`` of the config layers, the built-in one last: a user's folder
     (``--configs`` / ``$ROBUSTSR_CONFIGS``) adds entries or replaces one of the same name."""
-    from .registry import config_dirs
-
     return [d / "zoo.yaml" for d in config_dirs() if (d / "zoo.yaml").is_file()]
 
 
