@@ -60,8 +60,8 @@ def execute_seeds(method: str, profile: str, ablation: str, seeds: Sequence[int]
     comparison columns; None on ranks other than 0 of a multi-process run (rank 0 reports)."""
     configs = [registry.resolve_config(method, profile, ablation, s, overrides) for s in seeds]
     references = [plan.reference_config(cfg) for cfg in configs]
-    planned = plan_runs([RunSpec.from_config(c) for c in [*configs, *references]], root)
     forced = {plan.run_id(cfg) for cfg in configs} if force else set()
+    planned = plan_runs([RunSpec.from_config(c) for c in [*configs, *references]], root, forced)
     run_in_process([p for p in planned if p.run_id in forced
                     or not RunDir.for_id(p.run_id, root).is_done()], root, forced)
     if distributed.env_rank() != 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 from . import plan as planning  # plan() below is the sweep's dependency order
 from .config import to_dict, training_hash
@@ -32,8 +32,9 @@ class Planned:
         return self.spec.run_id
 
 
-def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
-    """The sweep's runs plus the unfinished runs they start from, dependencies first."""
+def plan(specs: Sequence[RunSpec], root: Path, redo: Collection[str] = ()) -> list[Planned]:
+    """The sweep's runs plus the unfinished runs they start from, dependencies first. A finished
+    run needs nothing it started from (its baseline may be gone), unless its id is in ``redo``."""
     ordered: dict[str, Planned] = {}
 
     def visit(spec: RunSpec, chain: tuple[str, ...]) -> None:
@@ -43,6 +44,8 @@ def plan(specs: Sequence[RunSpec], root: Path) -> list[Planned]:
             raise ConfigError(f"run {spec.run_id} depends on itself through train.init")
         deps = []
         bases = planning.dependencies(spec.config())  # the one init rule; cycles refused
+        if RunDir.for_id(spec.run_id, root).is_done() and spec.run_id not in redo:
+            bases = []
         if bases:
             base = RunSpec.from_config(bases[-1])
             if not RunDir.for_id(base.run_id, root).is_done():

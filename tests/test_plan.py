@@ -82,3 +82,23 @@ def test_run_is_a_one_node_sweep(tiny_configs, isolated, tmp_path, capsys, caplo
     assert started == [*(line.split()[0] for line in planned),
                        plan.run_id(plan.reference_config(rsr))]
     assert planned[-1].startswith(plan.run_id(rsr))
+
+
+@pytest.mark.slow
+def test_a_finished_fine_tune_does_not_retrain_its_deleted_baseline(tiny_configs, isolated,
+                                                                     tmp_path, capsys) -> None:
+    """Deleting a baseline after its fine-tune finished must not make `run` (or a sweep) spend
+    the baseline's training again: the finished run is reused as it is, its table without the
+    baseline column. `--force` on the fine-tune does need it, and plans it first."""
+    import shutil
+
+    assert main(["run", "--method", "rsr", *as_set_args(TINY)]) == 0
+    rsr = registry.resolve_config("rsr", "smoke", overrides=TINY)
+    base = isolated / "runs" / plan.run_id(plan.dependencies(rsr)[0])
+    shutil.rmtree(base)
+    assert dry_run(tmp_path, "rsr", capsys) == [plan.run_id(rsr)]
+    assert main(["run", "--method", "rsr", *as_set_args(TINY)]) == 0
+    out = capsys.readouterr().out
+    assert not base.exists() and "Δ = rsr − bicubic" in out
+    assert main(["run", "--method", "rsr", "--force", *as_set_args(TINY)]) == 0
+    assert (base / "summary.json").is_file()
