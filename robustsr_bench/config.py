@@ -213,6 +213,11 @@ class RuntimeConfig:
     wraps every RRDB block of G in ``torch.compile`` (parameter names unchanged). fp32 results
     are reproduced to rounding by ``channels_last`` and ``compile``, and to bf16 precision by
     ``bf16`` (tests/test_attack_speed.py checks the tolerances).
+
+    ``fused_adam`` (on by default) updates all of a network's parameters with Adam's fused kernel
+    (one vectorised pass; torch's default is ~10 elementwise passes per tensor) where torch has
+    one for the device: the same update to float rounding, and on CPU the default path was a
+    quarter of a paper-size ESRGAN step (results/bench.md).
     """
 
     device: str = "auto"
@@ -223,6 +228,7 @@ class RuntimeConfig:
     bf16_cpu: bool = False
     channels_last: bool = False
     compile: bool = False
+    fused_adam: bool = True
     world_size: int = 1
     dist_timeout_min: float = 120.0
 

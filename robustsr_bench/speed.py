@@ -1,11 +1,13 @@
-"""Speed knobs of a run (``runtime.bf16``, ``bf16_cpu``, ``channels_last``, ``compile``).
+"""Speed knobs of a run (``runtime.bf16``, ``bf16_cpu``, ``channels_last``, ``compile``,
+``fused_adam``).
 
 Each knob changes how the same computation runs, not what it computes (``bf16`` lowers its
 precision): the trainer calls :func:`prepare` once on its networks and enters :func:`autocast`
 around every forward pass. They are off by default (our choice: results reproduce bit for bit
 unless asked otherwise); on CUDA a paper-scale run would typically turn on ``bf16`` and
 ``channels_last`` (tensor cores want NHWC bf16), and ``compile`` for long runs where the
-compilation minutes pay off. The tests run every path on CPU (``compile`` with the quick
+compilation minutes pay off. ``fused_adam`` is the exception, on by default: Adam's fused kernel
+is the same update to float rounding and much cheaper on CPU. The tests run every path on CPU (``compile`` with the quick
 ``aot_eager`` backend), so none is GPU-only.
 """
 
@@ -58,3 +60,13 @@ def prepare(modules: Modules, runtime: Any, *others: nn.Module | None) -> None:
         to_channels_last(modules.g, modules.d, *modules.aux.values(), *others)
     if runtime.compile:
         compile_blocks(modules.g)
+
+
+def fusable(params: list[nn.Parameter]) -> bool:
+    """Whether torch has a fused Adam kernel for these parameters (floating point, on a device
+    type torch lists for fused kernels: CPU, CUDA, MPS, XPU, ...)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    devices = set(_get_fused_kernels_supported_devices())
+    return bool(params) and all(p.is_floating_point() and p.device.type in devices
+                                for p in params)

@@ -229,8 +229,9 @@ class Trainer:
         return PerceptualLoss(extractor.to(self.device), weight=1.0)
 
     def _adam(self, net: nn.Module) -> torch.optim.Adam:
-        t = self.cfg.train
-        return torch.optim.Adam(net.parameters(), lr=t.lr, betas=tuple(t.betas))
+        t, params = self.cfg.train, list(net.parameters())
+        fused = self.cfg.runtime.fused_adam and speed.fusable(params)
+        return torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), fused=fused or None)
 
     def _sched(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
         return torch.optim.lr_scheduler.MultiStepLR(opt, self.cfg.train.milestones,
