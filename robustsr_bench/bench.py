@@ -59,7 +59,7 @@ from .config import schema_for
 from .data.datasets import make_train_loader
 from .errors import ConfigError, UserError
 from .losses import PerceptualLoss
-from .files import Workdir, atomic_write_text
+from .files import atomic_write_text
 from .nets.vgg import VGGFeatureExtractor
 from .results import RunDir
 from .runner import needed_weights
@@ -270,7 +270,7 @@ def _perceptual(cfg: Any, device: torch.device) -> PerceptualLoss:
 def build_trainer(cfg: Any, workdir: Path) -> Trainer:
     """The run's trainer, fresh weights, writing nothing (its run dir is a temp folder)."""
     method = registry.method_spec(cfg.method).load_adapter()
-    trainer = Trainer(cfg, method, RunDir(Workdir(workdir).run(cfg.method)), None, None)
+    trainer = Trainer(cfg, method, RunDir.for_id(cfg.method, workdir), None, None)
     if "vgg19" in needed_weights(cfg, method):
         trainer.perceptual = _perceptual(cfg, trainer.device)
     return trainer

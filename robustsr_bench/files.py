@@ -23,7 +23,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 def configs_dir() -> Path:
     """The built-in ``configs/`` shipped inside the package (user folders are layered over it:
-    :func:`config_dirs`).
+    ``registry.config_dirs``).
 
     The package's ``configs`` is package data (in the source tree a link to the repository's
     top-level ``configs/``), so a wheel installed anywhere finds its profiles and suites.
@@ -31,7 +31,7 @@ def configs_dir() -> Path:
     shipped = importlib.resources.files("robustsr_bench") / "configs"
     if not isinstance(shipped, Path):  # a zip import: the YAML files need a real folder
         raise UserError("robustsr_bench is installed as a zip; set ROBUSTSR_CONFIGS to a "
-                          "copy of its configs/ folder")
+                        "copy of its configs/ folder")
     return shipped
 
 

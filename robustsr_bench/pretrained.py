@@ -39,7 +39,7 @@ from .errors import ConfigError, UserError
 from .evaluate import evaluate
 from .metrics import plan_metrics, weights_for
 from .published import HARNESS_RRDBNET, LoadedModel, load_model
-from .files import atomic_write_text, safe_name
+from .files import Workdir, atomic_write_text, safe_name
 from .plan import reference_config
 from .results import RunDir, summarize
 from .runner import execute, run_logging
@@ -125,7 +125,7 @@ def pretrained_run_id(cfg: Any, label: str, digest: str) -> str:
 def _existing(root: Path, run_id: str) -> RunDir | None:
     """A finished record of the same checkpoint and protocol, under any label."""
     suffix = run_id.rsplit("-", 1)[1]
-    for path in sorted((root / "runs").glob(f"{METHOD}-*-{suffix}")):
+    for path in sorted(Workdir(root).runs.glob(f"{METHOD}-*-{suffix}")):
         if RunDir(path).is_done():
             return RunDir(path)
     return None
@@ -156,7 +156,7 @@ def evaluate_checkpoint(name: str, root: Path, profile: str = "smoke", label: st
     digest = weights.sha256(source.path)
     if source.zoo is not None:
         _check_zoo_file(source.zoo, source.path, digest)
-    run = RunDir(root / "runs" / pretrained_run_id(cfg, source.label, digest))
+    run = RunDir.for_id(pretrained_run_id(cfg, source.label, digest), root)
     found = None if force else _existing(root, run.run_id)
     if found is not None:
         log.info("%s: this checkpoint was already evaluated under this protocol (%s); reusing "

@@ -2,8 +2,9 @@
 
 ``execute`` is what the one job every launcher runs (``run_job.RunJob``, through ``world``) calls,
 for ``run`` in this process as for a sweep's jobs; the runs a run starts from are earlier nodes
-of the same plan (``sweep_plan``), never started from here. A finished run (``summary.json`` with ``status: done``) is returned as it is unless
-``force``; an interrupted one resumes from its last checkpoint.
+of the same plan (``sweep_plan``), never started from here. A finished run (``summary.json``
+with ``status: done``) is returned as it is unless ``force``; an interrupted one resumes from
+its last checkpoint.
 """
 
 from __future__ import annotations
