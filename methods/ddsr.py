@@ -74,6 +74,7 @@ from robustsr_bench.methods.ddsr_options import (
 )
 from robustsr_bench.nets.dip_unet import SkipUNet
 from robustsr_bench.nets.kernel_generator import KernelGenerator
+from robustsr_bench.optim import adam
 
 _SSIM_WINDOW, _SSIM_SIGMA = 11, 1.5  # the standard SSIM window of the code's SSIM module
 _FOCAL_EPS, _SCORE_EPS, _PRIOR_EPS = 1e-3, 1e-5, 1e-8  # the code's numerical guards
@@ -147,8 +148,8 @@ class DDSRSolver:
             self.dip.to(memory_format=torch.channels_last)
             self.z = self.z.contiguous(memory_format=torch.channels_last)
         self.gen = KernelGenerator(self.size, k.code_dim, k.hidden, k.code_scale).to(dev)
-        self.opt_x = torch.optim.Adam(self.dip.parameters(), lr=d.lr)
-        self.opt_k = torch.optim.Adam(self.gen.parameters(), lr=k.lr)
+        self.opt_x = adam(self.dip.parameters(), d.lr, fused=cfg.runtime.fused_adam)
+        self.opt_k = adam(self.gen.parameters(), k.lr, fused=cfg.runtime.fused_adam)
 
     def sample_kernels(self, n: int) -> Tensor:
         return random_gaussian_kernels(n, self.size, self.scale, *self.variances,

@@ -217,7 +217,8 @@ class RuntimeConfig:
     ``fused_adam`` (on by default) updates all of a network's parameters with Adam's fused kernel
     (one vectorised pass; torch's default is ~10 elementwise passes per tensor) where torch has
     one for the device: the same update to float rounding, and a paper-size ESRGAN step on CPU
-    took 0.94x the time of torch's default Adam (median of 6 interleaved rounds; README).
+    took 0.94x the time of torch's default Adam (median of 6 interleaved rounds; README). DDSR's
+    per-image solver builds its two optimisers the same way (:mod:`robustsr_bench.optim`).
     """
 
     device: str = "auto"

@@ -7,7 +7,8 @@ around every forward pass. They are off by default (our choice: results reproduc
 unless asked otherwise); on CUDA a paper-scale run would typically turn on ``bf16`` and
 ``channels_last`` (tensor cores want NHWC bf16), and ``compile`` for long runs where the
 compilation minutes pay off. ``fused_adam`` is the exception, on by default: Adam's fused kernel
-is the same update to float rounding, in one pass instead of several per tensor. The tests run
+is the same update to float rounding, in one pass instead of several per tensor
+(:mod:`robustsr_bench.optim` builds it). The tests run
 every path on CPU (``compile`` with the quick ``aot_eager`` backend), so none is GPU-only.
 """
 
@@ -17,7 +18,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from robustsr_bench.methods.base import Modules
 
@@ -61,11 +61,3 @@ def prepare(modules: Modules, runtime: Any, *others: nn.Module | None) -> None:
         to_channels_last(modules.g, modules.d, *modules.aux.values(), *others)
     if runtime.compile:
         compile_blocks(modules.g)
-
-
-def fusable(params: list[nn.Parameter]) -> bool:
-    """Whether torch has a fused Adam kernel for these parameters (floating point, on a device
-    type torch lists for fused kernels: CPU, CUDA, MPS, XPU, ...)."""
-    devices = set(_get_fused_kernels_supported_devices())
-    return bool(params) and all(p.is_floating_point() and p.device.type in devices
-                                for p in params)

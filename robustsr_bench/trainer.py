@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustsr_bench.methods.base import Batch, Method, Modules, TrainContext
-from . import __version__, distributed, speed
+from . import __version__, distributed, optim, speed
 from .config import config_hash, flatten, to_dict, training_hash
 from .data.datasets import make_train_loader
 from .errors import UserError
@@ -229,9 +229,8 @@ class Trainer:
         return PerceptualLoss(extractor.to(self.device), weight=1.0)
 
     def _adam(self, net: nn.Module) -> torch.optim.Adam:
-        t, params = self.cfg.train, list(net.parameters())
-        fused = self.cfg.runtime.fused_adam and speed.fusable(params)
-        return torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), fused=fused or None)
+        t = self.cfg.train
+        return optim.adam(net.parameters(), t.lr, tuple(t.betas), self.cfg.runtime.fused_adam)
 
     def _sched(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
         return torch.optim.lr_scheduler.MultiStepLR(opt, self.cfg.train.milestones,
