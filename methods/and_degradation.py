@@ -317,6 +317,13 @@ def _centre_kernel(matrix: Tensor) -> Tensor:
     return kernel
 
 
+def remove_colour_shift(lq: Tensor, reference: Tensor) -> Tensor:
+    """``lq`` with each image's per-channel mean moved to ``reference``'s, then clamped to [0, 1]:
+    the global colour/brightness part of a degradation removed, its structure kept."""
+    shift = (lq - reference).mean(dim=(-2, -1), keepdim=True)
+    return (lq - shift).clamp(0.0, 1.0)
+
+
 def clamp_slopes(theta: dict[str, Tensor], low: float, high: float) -> dict[str, Tensor]:
     """Keep LeakyReLU slopes in ``[low, high]``; since that box holds the identity slope 1,
     clamping only moves a slope towards theta_id, so F stays inside the PGD ball."""
@@ -387,6 +394,8 @@ class AND(Method):
             theta = theta0
         with torch.no_grad():
             lq = net.apply(theta, hr, noises)
+            if a.remove_colour_shift:
+                lq = remove_colour_shift(lq, net.apply(theta0, hr, noises))
         return Degradation(lq.detach(), theta, theta0)
 
     def perturb_bicubic(self, batch: Batch, modules: Modules, ctx: TrainContext) -> Tensor:

@@ -295,6 +295,47 @@ def test_no_adversarial_uses_its_matched_random_radius() -> None:
     assert (smoke.mode, smoke.random_radius) == ("random", 1.8)
 
 
+def test_no_colour_shift_keeps_the_identity_means_and_the_attacks_structure(trained) -> None:
+    """The diagnostic ablation: the same PGD, then each LR channel's mean moved back to F's
+    identity LR, so what is left differs from the full attack by one constant per channel."""
+    g, _ = trained
+    small = {"degradation.channels": 8, "attack.radius": 0.05, "attack.step": 0.015}
+    hr = 0.25 + 0.5 * _smooth_images(2)  # away from 0 and 1: no clamping hides the shift
+    lq = {}
+    for ablation in ("", "no_colour_shift"):
+        cfg = _cfg(ablation, **small)
+        torch.manual_seed(7)
+        lq[ablation] = AND().degrade(hr, _modules(cfg, g), _ctx(cfg)).lq
+    net = _modules(_cfg(**small), g).aux["degradation"]
+    torch.manual_seed(7)
+    net.initial_parameters()
+    with torch.no_grad():
+        identity = net.apply(net.initial_parameters(), hr, net.sample_noise(hr))
+    means = lambda x: x.mean(dim=(-2, -1))  # noqa: E731
+    shift = means(lq[""]) - means(identity)
+    assert shift.abs().max() > 1e-3, "the attack does shift the colours"
+    torch.testing.assert_close(means(lq["no_colour_shift"]), means(identity), atol=1e-5, rtol=0)
+    structure = lq[""] - lq["no_colour_shift"]
+    torch.testing.assert_close(structure, shift[..., None, None].expand_as(structure),
+                               atol=1e-5, rtol=0)
+    assert (lq["no_colour_shift"] - identity).abs().max() > 1e-3, "the attack's structure stays"
+    with pytest.raises(ConfigError, match="attack.remove_colour_shift"):
+        _cfg(**{"attack.remove_colour_shift": "maybe"})
+
+
+def test_added_field_at_its_default_keeps_every_committed_run_id() -> None:
+    """``attack.remove_colour_shift`` came after records were committed: at ``false`` it is left
+    out of the run-id hash (the records keep their ids), at ``true`` it makes a new run."""
+    ids = {run_id.rsplit("-", 1)[1] for run_id in (p.name for p in (REPO / "results/records")
+                                                   .iterdir()) if run_id.startswith("and-")}
+    for ablation in ("", "classical", "no_adversarial"):
+        own = plan.run_id(registry.resolve_config("and", "smoke", ablation, seed=0))
+        assert own.rsplit("-", 1)[1] in ids, own
+    plain = plan.run_id(registry.resolve_config("and", "smoke", seed=0))
+    diagnostic = plan.run_id(registry.resolve_config("and", "smoke", "no_colour_shift", seed=0))
+    assert plain.rsplit("-", 1)[1] != diagnostic.rsplit("-", 1)[1]
+
+
 # -- ablations and config ----------------------------------------------------------------------
 
 
