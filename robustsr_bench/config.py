@@ -430,8 +430,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 # Fields added after run records were committed, with the value that means "absent": the hash
-# leaves them out while they hold it, so the records keep their run ids.
-ADDED_FIELDS = {("attack", "remove_colour_shift"): False}
+# leaves them out while they hold it (or null), so the records keep their run ids.
+ADDED_FIELDS = {("data", "split"): "", ("attack", "remove_colour_shift"): False}
 
 # Facts of the machine or pure memory knobs, not of the experiment (see EvalConfig).
 UNHASHED_EVAL = ("save_images", "optional_metrics", "tile_size", "tile_overlap", "tile_blend",
@@ -454,11 +454,9 @@ def hash_config_dict(data: dict[str, Any], evaluation: bool = True) -> str:
     data = copy.deepcopy(data)
     data.pop("runtime", None)
     data.get("data", {}).pop("root", None)
-    if not data.get("data", {}).get("split", True):
-        data["data"].pop("split")
     for (section, key), absent in ADDED_FIELDS.items():
         fields = data.get(section)
-        if isinstance(fields, dict) and key in fields and fields[key] == absent:
+        if isinstance(fields, dict) and key in fields and fields[key] in (absent, None):
             fields.pop(key)
     for key in UNHASHED_EVAL:
         data.get("eval", {}).pop(key, None)
